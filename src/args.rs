@@ -1,0 +1,177 @@
+//! The command line: `sera [options] [--] <wait> <command> [args...]`.
+//!
+//! Options stop at the first positional argument, so everything from the
+//! command on is passed verbatim: `sera 5 ls -la` never treats `-la` as ours.
+//! The flags and `--` placement are those of the Go sera.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::OnLost;
+use crate::dsn::parse_duration;
+
+#[derive(Debug, Default)]
+pub struct Args {
+    pub wait: Duration,
+    pub command: Vec<OsString>,
+    pub wait_and_skip: bool,
+    pub detailed_exit_codes: bool,
+    pub config: Option<PathBuf>,
+    pub verbose: bool,
+    pub check_interval: Option<Duration>,
+    pub on_lost: Option<OnLost>,
+    pub kill_after: Option<Duration>,
+}
+
+/// What the user asked for.
+pub enum Request {
+    Run(Args),
+    Help,
+    Version,
+}
+
+pub const USAGE: &str = "usage: sera [options] [--] <wait-seconds> <command> [args...]";
+
+/// Parse the arguments (without the program name). The error is one line.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
+    use lexopt::prelude::*;
+
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut out = Args::default();
+    let mut wait = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("wait-and-skip") => out.wait_and_skip = true,
+            Long("detailed-exit-codes") => out.detailed_exit_codes = true,
+            Long("config") => out.config = Some(parser.value().map_err(|e| e.to_string())?.into()),
+            Short('v') | Long("verbose") => out.verbose = true,
+            Long("check-interval") => {
+                out.check_interval = Some(duration_flag(&mut parser, "--check-interval")?)
+            }
+            Long("kill-after") => {
+                out.kill_after = Some(duration_flag(&mut parser, "--kill-after")?)
+            }
+            Long("on-lost") => {
+                let value = string_value(&mut parser, "--on-lost")?;
+                out.on_lost = Some(OnLost::parse(&value).map_err(|e| format!("--on-lost: {e}"))?);
+            }
+            Short('h') | Long("help") => return Ok(Request::Help),
+            Short('V') | Long("version") => return Ok(Request::Version),
+            // `-1` reads as an option; say what is really wrong with it.
+            Short(c) if c.is_ascii_digit() || c == '.' => {
+                return Err("the wait time must be 0 or more seconds".into())
+            }
+            Value(value) => {
+                wait = Some(parse_wait(&value.to_string_lossy())?);
+                out.command = parser.raw_args().map_err(|e| e.to_string())?.collect();
+                break;
+            }
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    out.wait = wait.ok_or("missing the wait time and the command")?;
+    if out.command.is_empty() {
+        return Err("missing the command to run".into());
+    }
+    Ok(Request::Run(out))
+}
+
+/// Seconds, whole or decimal: `0`, `30`, `0.5`.
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("invalid wait time \"{text}\": expected 0 or more seconds, such as 5 or 0.5");
+    // Rust also accepts "inf", "NaN" and "1e3"; a wait time is plain digits.
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let seconds: f64 = text.parse().map_err(|_| bad())?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
+fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    let value = parser.value().map_err(|e| e.to_string())?;
+    value
+        .into_string()
+        .map_err(|_| format!("{flag}: the value is not valid text"))
+}
+
+fn duration_flag(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
+    let value = string_value(parser, flag)?;
+    parse_duration(&value).map_err(|e| format!("{flag}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Args, String> {
+        match parse(args.iter().map(OsString::from))? {
+            Request::Run(a) => Ok(a),
+            _ => Err("not a run".into()),
+        }
+    }
+
+    #[test]
+    fn options_stop_at_the_wait_time() {
+        let a = run(&["5", "ls", "-la", "--wait-and-skip"]).unwrap();
+        assert_eq!(a.wait, Duration::from_secs(5));
+        assert_eq!(a.command, ["ls", "-la", "--wait-and-skip"]);
+        assert!(!a.wait_and_skip);
+    }
+
+    #[test]
+    fn flags_and_double_dash_as_the_go_tool() {
+        let a = run(&[
+            "--wait-and-skip",
+            "--detailed-exit-codes",
+            "--",
+            "30",
+            "job.sh",
+            "--",
+        ])
+        .unwrap();
+        assert!(a.wait_and_skip && a.detailed_exit_codes);
+        assert_eq!(a.wait, Duration::from_secs(30));
+        assert_eq!(a.command, ["job.sh", "--"]);
+    }
+
+    #[test]
+    fn decimal_and_zero_wait() {
+        assert_eq!(run(&["0.5", "x"]).unwrap().wait, Duration::from_millis(500));
+        assert_eq!(run(&["0", "x"]).unwrap().wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_waits_are_refused() {
+        for wait in ["-1", "abc", "NaN", "inf", "1e3", "", "1.2.3", "-0.5"] {
+            assert!(run(&[wait, "x"]).is_err(), "wait {wait:?} accepted");
+        }
+    }
+
+    #[test]
+    fn missing_pieces_are_refused() {
+        assert!(run(&[]).unwrap_err().contains("missing the wait"));
+        assert!(run(&["5"]).unwrap_err().contains("missing the command"));
+        assert!(run(&["--bogus", "5", "x"]).is_err());
+        assert!(run(&["--on-lost", "explode", "5", "x"]).is_err());
+        assert!(run(&["--kill-after", "soon", "5", "x"]).is_err());
+    }
+
+    #[test]
+    fn liveness_flags() {
+        let a = run(&[
+            "--check-interval",
+            "1s",
+            "--on-lost=ignore",
+            "--kill-after",
+            "500ms",
+            "1",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(a.check_interval, Some(Duration::from_secs(1)));
+        assert_eq!(a.on_lost, Some(OnLost::Ignore));
+        assert_eq!(a.kill_after, Some(Duration::from_millis(500)));
+    }
+}

@@ -1,0 +1,248 @@
+//! The command: started, watched, and never left behind.
+//!
+//! The child must see what it would see without sera: the same stdin, stdout,
+//! stderr, terminal, environment and signals. So there are no pipes; sera
+//! forks and execs, and then waits the way tini does: every signal it can
+//! forward is blocked and collected with `sigtimedwait`, SIGCHLD means reap,
+//! anything else goes on to the child, and the timeout is the moment to check
+//! the lock. If sera dies, `PR_SET_PDEATHSIG` kills the child at once, because
+//! the server frees the lock the moment sera's connection drops.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+/// The started command.
+pub struct Child {
+    pub pid: libc::pid_t,
+}
+
+/// Signals sera does not collect: those it cannot block, and the synchronous
+/// faults, which must keep killing sera itself if they ever happen.
+const NOT_FORWARDED: [libc::c_int; 9] = [
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGSYS,
+];
+
+/// The signal mask sera started with, given back to the child.
+pub struct SignalMask(libc::sigset_t);
+
+fn forwarded_signals() -> libc::sigset_t {
+    unsafe {
+        let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+        libc::sigfillset(&mut set);
+        for sig in NOT_FORWARDED {
+            libc::sigdelset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Block every signal sera forwards (and SIGCHLD), so none is lost between
+/// fork and the wait loop: one that arrives early waits, pending, for it.
+/// Until this is called the default dispositions stand, so sera interrupted
+/// while it waits for the lock simply dies, and the server cancels the wait.
+pub fn block_signals() -> SignalMask {
+    unsafe {
+        let set = forwarded_signals();
+        let mut old = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        SignalMask(old)
+    }
+}
+
+/// Why the command could not start.
+pub struct SpawnError {
+    pub errno: i32,
+}
+
+impl SpawnError {
+    /// In the user's words, for `sera: cannot run <command>: <this>`.
+    pub fn reason(&self, program: &OsString) -> String {
+        match self.errno {
+            libc::ENOENT if program.as_bytes().contains(&b'/') => "no such file".into(),
+            libc::ENOENT => "command not found (not on PATH)".into(),
+            libc::EACCES if std::path::Path::new(program).is_dir() => "it is a directory".into(),
+            libc::EACCES => "permission denied (is it executable?)".into(),
+            libc::ENOEXEC => "not an executable format (a script without #! line?)".into(),
+            e => io::Error::from_raw_os_error(e).to_string(),
+        }
+    }
+}
+
+/// Fork and exec `command` (PATH is searched), in sera's process group, with
+/// everything inherited. An exec failure comes back through a close-on-exec
+/// pipe as the real errno, not as a made-up exit status.
+pub fn spawn(command: &[OsString], mask: &SignalMask) -> Result<Child, SpawnError> {
+    let argv: Vec<CString> = command
+        .iter()
+        .map(|a| {
+            CString::new(a.as_bytes()).map_err(|_| SpawnError {
+                errno: libc::EINVAL,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+
+    let mut pipe = [0; 2];
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError {
+            errno: last_errno(),
+        });
+    }
+    let [report_read, report_write] = pipe;
+    let parent = unsafe { libc::getpid() };
+
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let errno = last_errno();
+        unsafe {
+            libc::close(report_read);
+            libc::close(report_write);
+        }
+        return Err(SpawnError { errno });
+    }
+    if pid == 0 {
+        // In the child: only async-signal-safe calls from here to exec.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // sera may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(127);
+            }
+            // Rust ignores SIGPIPE for its own sake; the command must not.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::sigprocmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut());
+            libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
+            let errno = *libc::__errno_location();
+            libc::write(report_write, (&errno as *const i32).cast(), 4);
+            libc::_exit(127);
+        }
+    }
+
+    unsafe { libc::close(report_write) };
+    let mut errno = 0i32;
+    let n = loop {
+        let n = unsafe { libc::read(report_read, (&mut errno as *mut i32).cast(), 4) };
+        if n >= 0 || last_errno() != libc::EINTR {
+            break n;
+        }
+    };
+    unsafe { libc::close(report_read) };
+    if n == 4 {
+        // The child exits at once; reap it so it leaves no zombie.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        return Err(SpawnError { errno });
+    }
+    Ok(Child { pid })
+}
+
+/// What ended a wait.
+pub enum Wake {
+    /// The command ended, with this wait status.
+    Exited(libc::c_int),
+    /// The time given has passed: time to check the lock.
+    Timeout,
+}
+
+/// Wait until the child exits or `timeout` passes, forwarding every signal
+/// that arrives meanwhile.
+pub fn wait(child: &Child, timeout: Duration) -> Wake {
+    let set = forwarded_signals();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Wake::Timeout;
+        }
+        let ts = libc::timespec {
+            tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+        let sig = unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) };
+        if sig < 0 {
+            match last_errno() {
+                libc::EAGAIN => return Wake::Timeout,
+                _ => continue,
+            }
+        }
+        if sig == libc::SIGCHLD {
+            if let Some(status) = reap(child) {
+                return Wake::Exited(status);
+            }
+            continue;
+        }
+        let info = unsafe { info.assume_init() };
+        forward(child, sig, &info);
+    }
+}
+
+/// Pass a signal on. One the kernel sent on behalf of the terminal (Ctrl-C,
+/// Ctrl-\, Ctrl-Z, a resize, a hangup) already reached the whole foreground
+/// process group, the child included, so sending it again would double it.
+fn forward(child: &Child, sig: libc::c_int, info: &libc::siginfo_t) {
+    if info.si_code == libc::SI_KERNEL {
+        if sig == libc::SIGTSTP || sig == libc::SIGTTIN || sig == libc::SIGTTOU {
+            // The child stopped; stop too, so the shell gets the terminal
+            // back. `fg` sends SIGCONT to both.
+            unsafe { libc::raise(libc::SIGSTOP) };
+        }
+        return;
+    }
+    unsafe { libc::kill(child.pid, sig) };
+}
+
+/// Collect every exited child (sera may be PID 1 in a container and inherit
+/// orphans), and return the command's status if it was among them.
+fn reap(child: &Child) -> Option<libc::c_int> {
+    let mut found = None;
+    loop {
+        let mut status = 0;
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return found;
+        }
+        if pid == child.pid {
+            found = Some(status);
+        }
+    }
+}
+
+/// Stop the command because the lock is gone: SIGTERM, then SIGKILL if it is
+/// still running after `kill_after`. Returns its wait status.
+pub fn stop(child: &Child, kill_after: Duration) -> libc::c_int {
+    unsafe { libc::kill(child.pid, libc::SIGTERM) };
+    if let Wake::Exited(status) = wait(child, kill_after) {
+        return status;
+    }
+    unsafe { libc::kill(child.pid, libc::SIGKILL) };
+    loop {
+        if let Wake::Exited(status) = wait(child, Duration::from_secs(3600)) {
+            return status;
+        }
+    }
+}
+
+/// The shell convention: the exit status, or 128 + N for death by signal N.
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}

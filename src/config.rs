@@ -1,0 +1,181 @@
+//! The config file, `/etc/sera.json` as the Go sera reads it.
+//!
+//! A fleet migrating from the Go tool keeps its config, so the keys and their
+//! meaning stay: `server` (a go-sql-driver DSN), `syslog`, `verbose`. sera adds
+//! the lock-liveness settings. Unlike the Go tool, every problem with the file
+//! is reported, naming the file and the key, and a typo in a key name is
+//! pointed out instead of silently ignored.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use miniserde::json::{self, Value};
+
+use crate::dsn::{self, Dsn};
+
+/// Where the Go sera looks, and so where sera looks by default.
+pub const DEFAULT_PATH: &str = "/etc/sera.json";
+
+/// No real config comes near this; a larger file is not a config.
+const MAX_SIZE: u64 = 64 * 1024;
+
+pub const KEYS: [&str; 6] = [
+    "server",
+    "syslog",
+    "verbose",
+    "check_interval",
+    "on_lost",
+    "kill_after",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLost {
+    /// Stop the command: SIGTERM, then SIGKILL after `kill_after`.
+    Term,
+    /// Say so and let the command finish.
+    Ignore,
+}
+
+impl OnLost {
+    pub fn parse(text: &str) -> Result<OnLost, String> {
+        match text {
+            "term" => Ok(OnLost::Term),
+            "ignore" => Ok(OnLost::Ignore),
+            _ => Err(format!("\"{text}\" is not one of term, ignore")),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: Dsn,
+    pub syslog: bool,
+    pub verbose: bool,
+    pub check_interval: Option<Duration>,
+    pub on_lost: Option<OnLost>,
+    pub kill_after: Option<Duration>,
+    /// Things worth a warning that do not stop the run.
+    pub warnings: Vec<String>,
+}
+
+/// Which file to read: `--config` beats `SERA_CONFIG` beats the default.
+pub fn choose_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("SERA_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Read and check the config. The error says what is wrong, in the user's
+/// terms; the caller adds the file name.
+pub fn load(path: &Path) -> Result<Config, String> {
+    let text = read_small(path)?;
+    let root = match json::from_str::<Value>(&text) {
+        Ok(Value::Object(root)) => root,
+        Ok(_) => return Err("it is not a JSON object ({ ... })".into()),
+        Err(_) => return Err("it is not valid JSON".into()),
+    };
+    let mut warnings = Vec::new();
+    for key in root.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            warnings.push(format!(
+                "unknown key \"{key}\" ignored (known keys: {})",
+                KEYS.join(", ")
+            ));
+        }
+    }
+
+    let server = match root.get("server") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("\"server\" must be a string (a DSN)".into()),
+        None => return Err("it has no \"server\" key (the DSN of the lock server)".into()),
+    };
+    let mut server = Dsn::parse(&server).map_err(|e| format!("\"server\": {e}"))?;
+    if let Some(password) = std::env::var_os("SERA_PASSWORD") {
+        server.password = Some(password.to_string_lossy().into_owned());
+    }
+    if server.password.is_some() {
+        if let Some(warning) = readable_by_others(path) {
+            warnings.push(warning);
+        }
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        server,
+        syslog: boolean(&root, "syslog")?,
+        verbose: boolean(&root, "verbose")?,
+        check_interval: duration(&root, "check_interval")?,
+        on_lost: match string(&root, "on_lost")? {
+            Some(s) => Some(OnLost::parse(&s).map_err(|e| format!("\"on_lost\": {e}"))?),
+            None => None,
+        },
+        kill_after: duration(&root, "kill_after")?,
+        warnings,
+    })
+}
+
+fn read_small(path: &Path) -> Result<String, String> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    })?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("it is a directory".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SIZE {
+        return Err(format!("it is larger than {} KiB", MAX_SIZE / 1024));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("it is empty".into());
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+}
+
+type Object = miniserde::json::Object;
+
+fn boolean(root: &Object, key: &str) -> Result<bool, String> {
+    match root.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(format!("\"{key}\" must be true or false")),
+    }
+}
+
+fn string(root: &Object, key: &str) -> Result<Option<String>, String> {
+    match root.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("\"{key}\" must be a string")),
+    }
+}
+
+fn duration(root: &Object, key: &str) -> Result<Option<Duration>, String> {
+    match string(root, key)? {
+        None => Ok(None),
+        Some(s) => match dsn::parse_duration(&s) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!("\"{key}\": {e}")),
+        },
+    }
+}
+
+/// A password in a world-readable file is worth a warning, not a refusal:
+/// the Go sera never complained, and a fleet's files are often 0644.
+fn readable_by_others(path: &Path) -> Option<String> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "{} holds a password and is readable by other users; fix with: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,13 @@
+//! sera: run a command only while holding a MySQL/MariaDB `GET_LOCK()`.
+//!
+//! `src/main.rs` tells the story of a run; each module here is one mechanism.
+
+pub mod args;
+pub mod child;
+pub mod config;
+pub mod dsn;
+pub mod lock;
+pub mod md5;
+pub mod mysql;
+pub mod report;
+pub mod syslog;

@@ -1,0 +1,772 @@
+//! One connection to MySQL or MariaDB, spoken by hand over `std::net`.
+//!
+//! sera needs exactly one well-behaved session: it holds the lock for as long
+//! as the command runs, so it must never hang on a silent peer, never let a
+//! hostile one make it allocate without bound, and never lose track of where a
+//! reply starts. A full driver would bring an async runtime or a connection
+//! pool, which is the opposite of what a lock needs. mysql_common supplies the
+//! packet types and scrambles; the framing, timeouts and auth flow live here.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
+use mysql_common::auth::plugins::mysql_native_password::scramble_native;
+use mysql_common::constants::CapabilityFlags;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::MySerialize;
+
+use crate::dsn::{Address, Dsn, Tls};
+
+/// The most a peer can make us buffer for one reply. Everything sera reads
+/// (greeting, auth exchange, a one-row result) fits in a few hundred bytes; a
+/// server's RSA key in about 450. Anything larger is a peer we do not trust.
+pub const MAX_REPLY: usize = 1 << 20;
+
+/// The connect timeout when the DSN gives none, as go-sql-driver users expect
+/// a bounded dial; sera must never hang on a server that accepts and is mute.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A round trip may not go on for ever: a check or a query gives up after this
+/// unless the caller says otherwise (GET_LOCK adds its own wait to it).
+const HEADER_LEN: usize = 4;
+const MAX_PAYLOAD: usize = 0xFF_FFFF;
+
+const COM_QUIT: u8 = 0x01;
+const COM_QUERY: u8 = 0x03;
+const COM_PING: u8 = 0x0e;
+
+/// Why a conversation with the server failed.
+#[derive(Debug)]
+pub enum Error {
+    /// The network: refused, reset, closed by the peer.
+    Io(io::Error),
+    /// No answer before the deadline. The connection may still be fine.
+    Timeout,
+    /// The server answered with an error packet.
+    Server {
+        code: u16,
+        state: String,
+        message: String,
+    },
+    /// The peer does not speak the protocol we expect.
+    Protocol(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                f.write_str("the server closed the connection")
+            }
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Timeout => f.write_str("no answer from the server in time"),
+            Error::Server {
+                code,
+                state,
+                message,
+            } if state.is_empty() => write!(f, "server error {code}: {message}"),
+            Error::Server {
+                code,
+                state,
+                message,
+            } => write!(f, "server error {code} ({state}): {message}"),
+            Error::Protocol(what) => f.write_str(what),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+            _ => Error::Io(e),
+        }
+    }
+}
+
+fn protocol(what: impl Into<String>) -> Error {
+    Error::Protocol(what.into())
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(buf),
+            Stream::Unix(s) => s.write_all(buf),
+        }
+    }
+}
+
+/// One row of a result: `None` is SQL NULL.
+pub type Row = Vec<Option<String>>;
+
+/// An authenticated session.
+pub struct Conn {
+    stream: Stream,
+    is_unix: bool,
+    /// Bytes received and not yet consumed. Kept across a timed-out read, so a
+    /// reply that arrives late is still read from its first byte.
+    inbox: Vec<u8>,
+    /// Sequence id of the next packet we expect or send.
+    seq: u8,
+    capabilities: CapabilityFlags,
+    connection_id: u32,
+    server_version: String,
+    /// How long a reply may take when the caller gives no deadline.
+    reply_timeout: Duration,
+}
+
+impl Conn {
+    /// Dial, read the greeting, authenticate and set the DSN's session
+    /// variables, all within the DSN's `timeout` (10 s without one).
+    pub fn connect(dsn: &Dsn) -> Result<Conn, Error> {
+        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = Instant::now() + timeout;
+        let stream = dial(&dsn.address, timeout)?;
+        stream.set_write_timeout(Some(dsn.write_timeout.unwrap_or(timeout)))?;
+        let mut conn = Conn {
+            is_unix: matches!(stream, Stream::Unix(_)),
+            stream,
+            inbox: Vec::new(),
+            seq: 0,
+            capabilities: CapabilityFlags::empty(),
+            connection_id: 0,
+            server_version: String::new(),
+            reply_timeout: dsn.read_timeout.unwrap_or(timeout),
+        };
+        conn.handshake(dsn, deadline)?;
+        if let Some(sql) = dsn.session_sql() {
+            conn.seq = 0;
+            conn.send_command(COM_QUERY, sql.as_bytes())?;
+            conn.read_ok(deadline)?;
+        }
+        Ok(conn)
+    }
+
+    /// The server's id for this session, as `CONNECTION_ID()` and
+    /// `IS_USED_LOCK()` report it.
+    pub fn connection_id(&self) -> u32 {
+        self.connection_id
+    }
+
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    /// MariaDB says so in its version string (`5.5.5-10.11.6-MariaDB`).
+    pub fn is_mariadb(&self) -> bool {
+        self.server_version.contains("MariaDB")
+    }
+
+    /// How long a reply may take when the caller has no better idea.
+    pub fn reply_timeout(&self) -> Duration {
+        self.reply_timeout
+    }
+
+    /// Run a query and return its first row (`None` when it has no rows).
+    /// `timeout` bounds the wait for the reply.
+    pub fn query_row(&mut self, sql: &str, timeout: Duration) -> Result<Option<Row>, Error> {
+        self.send_query(sql)?;
+        self.read_row(timeout)
+    }
+
+    /// Send a query without waiting for its reply; `read_row` reads it.
+    pub fn send_query(&mut self, sql: &str) -> Result<(), Error> {
+        self.seq = 0;
+        self.send_command(COM_QUERY, sql.as_bytes())
+    }
+
+    /// Read the reply to the query last sent. If it times out, nothing is
+    /// lost: calling it again goes on waiting for the same reply.
+    pub fn read_row(&mut self, timeout: Duration) -> Result<Option<Row>, Error> {
+        let deadline = Instant::now() + timeout;
+        let (row, end, seq) = self.parse_result(deadline)?;
+        self.inbox.drain(..end);
+        self.seq = seq;
+        Ok(row)
+    }
+
+    /// COM_PING: proves the session is alive and resets `wait_timeout`.
+    pub fn ping(&mut self) -> Result<(), Error> {
+        self.seq = 0;
+        self.send_command(COM_PING, &[])?;
+        self.read_ok(Instant::now() + self.reply_timeout)
+    }
+
+    /// Say goodbye. The server frees every lock of the session when it ends,
+    /// so this is also the cheapest release.
+    pub fn quit(mut self) {
+        self.seq = 0;
+        let _ = self.send_command(COM_QUIT, &[]);
+    }
+
+    fn handshake(&mut self, dsn: &Dsn, deadline: Instant) -> Result<(), Error> {
+        let greeting = self.read_greeting(deadline)?;
+        let server = ParseBuf(&greeting)
+            .parse::<HandshakePacket>(())
+            .map_err(|e| protocol(format!("unreadable greeting from the server: {e}")))?;
+        self.connection_id = server.connection_id();
+        self.server_version = server.server_version_str().into_owned();
+
+        let server_caps = server.capabilities();
+        if !server_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+            return Err(protocol(format!(
+                "the server ({}) is too old: it lacks protocol 4.1",
+                self.server_version
+            )));
+        }
+        if dsn.tls == Tls::True || dsn.tls == Tls::SkipVerify {
+            return Err(protocol(
+                "tls=true and tls=skip-verify are not supported by this build of sera",
+            ));
+        }
+        // No compression, no SSL, no multi-statements, no LOCAL INFILE: a
+        // lock session needs none of them, and each is attack surface.
+        let wanted = CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_LONG_PASSWORD
+            | CapabilityFlags::CLIENT_LONG_FLAG
+            | CapabilityFlags::CLIENT_TRANSACTIONS
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+            | CapabilityFlags::CLIENT_CONNECT_ATTRS
+            | CapabilityFlags::CLIENT_CONNECT_WITH_DB
+            | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+        self.capabilities = wanted & server_caps;
+
+        let mut nonce = server.scramble_1_ref().to_vec();
+        nonce.extend_from_slice(server.scramble_2_ref().unwrap_or_default());
+        if let [head @ .., 0] = nonce.as_slice() {
+            nonce.truncate(head.len());
+        }
+        // Answer in the server's default plugin when we know it; otherwise
+        // offer native and let the server switch us to the account's plugin.
+        let plugin = match server.auth_plugin() {
+            Some(AuthPlugin::CachingSha2Password) => AuthPlugin::CachingSha2Password,
+            _ => AuthPlugin::MysqlNativePassword,
+        };
+        let auth_data = self.auth_response(dsn, &plugin, &nonce)?;
+
+        let attributes = HashMap::from([
+            ("_client_name".to_string(), "sera".to_string()),
+            (
+                "_client_version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            ("program_name".to_string(), "sera".to_string()),
+            ("_pid".to_string(), std::process::id().to_string()),
+        ]);
+        let response = HandshakeResponse::new(
+            Some(auth_data),
+            // Only picks the collation: every server we talk to has utf8mb4.
+            (8, 0, 0),
+            Some(dsn.user.as_bytes()),
+            dsn.database.as_deref().map(str::as_bytes),
+            Some(plugin.clone()),
+            self.capabilities,
+            Some(attributes),
+            MAX_PAYLOAD as u32,
+        );
+        let mut packet = Vec::new();
+        response.serialize(&mut packet);
+        self.write_packet(&packet)?;
+        self.authenticate(dsn, plugin.into_owned(), nonce, deadline)
+    }
+
+    /// The greeting gets a closer look than other packets: the peer may not
+    /// be MySQL at all, and the user deserves to be told what it is.
+    fn read_greeting(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
+        self.fill_to(HEADER_LEN, deadline).map_err(|e| match e {
+            Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                protocol("the server closed the connection before greeting")
+            }
+            Error::Timeout => protocol("the server accepted the connection but sent no greeting"),
+            e => e,
+        })?;
+        let head = &self.inbox[..HEADER_LEN];
+        if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+            let text: String = self
+                .inbox
+                .iter()
+                .take(40)
+                .take_while(|b| b.is_ascii_graphic() || **b == b' ')
+                .map(|b| *b as char)
+                .collect();
+            return Err(protocol(format!(
+                "not a MySQL server: it greeted with text \"{text}\""
+            )));
+        }
+        let packet = self.read_packet(deadline)?;
+        match packet.first() {
+            Some(0xff) => Err(server_error(&packet)),
+            Some(10) => Ok(packet),
+            Some(v) => Err(protocol(format!(
+                "not a MySQL server: greeting has protocol version {v}, expected 10"
+            ))),
+            None => Err(protocol("not a MySQL server: empty greeting")),
+        }
+    }
+
+    /// The first answer to the server's challenge, for `plugin`.
+    fn auth_response(
+        &self,
+        dsn: &Dsn,
+        plugin: &AuthPlugin,
+        nonce: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let password = dsn.password.as_deref().unwrap_or("").as_bytes();
+        match plugin {
+            AuthPlugin::MysqlNativePassword => {
+                if !dsn.allow_native_passwords {
+                    return Err(protocol(
+                        "the server asks for mysql_native_password, but the DSN has allowNativePasswords=false",
+                    ));
+                }
+                Ok(scramble_native(nonce, password)
+                    .map(|s| s.to_vec())
+                    .unwrap_or_default())
+            }
+            AuthPlugin::CachingSha2Password => {
+                let nonce: &[u8; 20] = nonce
+                    .get(..20)
+                    .and_then(|n| n.try_into().ok())
+                    .ok_or_else(|| protocol("the server sent a short auth challenge"))?;
+                Ok(scramble_sha256(nonce, password)
+                    .map(|s| s.to_vec())
+                    .unwrap_or_default())
+            }
+            AuthPlugin::MysqlClearPassword => {
+                if !dsn.allow_cleartext_passwords {
+                    return Err(protocol(
+                        "the server asks for the password in clear (mysql_clear_password); \
+                         allow it with allowCleartextPasswords=true in the DSN",
+                    ));
+                }
+                if !self.is_unix {
+                    return Err(protocol(
+                        "the server asks for the password in clear (mysql_clear_password), \
+                         which sera sends only over a unix socket",
+                    ));
+                }
+                Ok(nul_terminated(password))
+            }
+            other => Err(protocol(format!(
+                "the account uses the auth plugin {}, which sera does not support",
+                String::from_utf8_lossy(other.as_bytes())
+            ))),
+        }
+    }
+
+    /// Follow the server through auth switches and caching_sha2's extra
+    /// rounds until it says OK or no.
+    fn authenticate(
+        &mut self,
+        dsn: &Dsn,
+        mut plugin: AuthPlugin<'static>,
+        mut nonce: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        // A real server needs at most four rounds; a hostile one gets no more.
+        for _ in 0..6 {
+            let packet = self.read_packet(deadline)?;
+            match packet.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xff) => return Err(server_error(&packet)),
+                Some(0xfe) if packet.len() == 1 => {
+                    return Err(protocol(
+                        "the server asks for the pre-4.1 password hash, which sera refuses",
+                    ))
+                }
+                Some(0xfe) => {
+                    let switch = ParseBuf(&packet)
+                        .parse::<AuthSwitchRequest>(())
+                        .map_err(|e| protocol(format!("unreadable auth switch request: {e}")))?;
+                    plugin = switch.auth_plugin().into_owned();
+                    nonce = switch.plugin_data().to_vec();
+                    let data = self.auth_response(dsn, &plugin, &nonce)?;
+                    self.write_packet(&data)?;
+                }
+                Some(0x01) if plugin == AuthPlugin::CachingSha2Password => {
+                    match packet.get(1) {
+                        // Fast auth succeeded: the OK packet follows.
+                        Some(0x03) => {}
+                        Some(0x04) => self.caching_sha2_full_auth(dsn, &nonce, deadline)?,
+                        _ => return Err(protocol("unexpected caching_sha2_password message")),
+                    }
+                }
+                _ => return Err(protocol("unexpected packet during authentication")),
+            }
+        }
+        Err(protocol("authentication did not finish"))
+    }
+
+    /// caching_sha2_password without a cached hash: the server needs the
+    /// password itself, in clear over a unix socket, else RSA-encrypted with
+    /// the key it sends when asked with 0x02.
+    fn caching_sha2_full_auth(
+        &mut self,
+        dsn: &Dsn,
+        nonce: &[u8],
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let password = nul_terminated(dsn.password.as_deref().unwrap_or("").as_bytes());
+        if self.is_unix {
+            return self.write_packet(&password);
+        }
+        self.write_packet(&[0x02])?;
+        let reply = self.read_packet(deadline)?;
+        let pem = match reply.split_first() {
+            Some((0x01, pem)) => pem,
+            Some((0xff, _)) => return Err(server_error(&reply)),
+            _ => return Err(protocol("the server did not send its public key")),
+        };
+        let encrypted = rsa_encrypt_password(&password, nonce, pem)?;
+        self.write_packet(&encrypted)
+    }
+
+    fn send_command(&mut self, command: u8, payload: &[u8]) -> Result<(), Error> {
+        // A fresh command starts a fresh exchange: whatever the server said
+        // before is stale by definition.
+        self.inbox.clear();
+        let mut packet = Vec::with_capacity(1 + payload.len());
+        packet.push(command);
+        packet.extend_from_slice(payload);
+        self.write_packet(&packet)
+    }
+
+    /// Frame and send one payload, split into 16 MiB pieces as the protocol
+    /// requires (a payload of exactly 16 MiB - 1 is followed by an empty one).
+    fn write_packet(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let mut frames = Vec::with_capacity(payload.len() + HEADER_LEN);
+        let mut rest = payload;
+        loop {
+            let len = rest.len().min(MAX_PAYLOAD);
+            frames.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
+            frames.push(self.seq);
+            frames.extend_from_slice(&rest[..len]);
+            self.seq = self.seq.wrapping_add(1);
+            rest = &rest[len..];
+            if len < MAX_PAYLOAD {
+                break;
+            }
+        }
+        self.stream.write_all(&frames)?;
+        Ok(())
+    }
+
+    /// Read one whole packet and consume it.
+    fn read_packet(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
+        let (start, end) = self.packet_at(0, self.seq, deadline)?;
+        let payload = self.inbox[start..end].to_vec();
+        self.inbox.drain(..end);
+        self.seq = self.seq.wrapping_add(1);
+        Ok(payload)
+    }
+
+    fn read_ok(&mut self, deadline: Instant) -> Result<(), Error> {
+        let packet = self.read_packet(deadline)?;
+        match packet.first() {
+            Some(0x00) => Ok(()),
+            Some(0xff) => Err(server_error(&packet)),
+            _ => Err(protocol("expected an OK packet from the server")),
+        }
+    }
+
+    /// Make sure the packet that starts at `at` in the inbox is complete, and
+    /// return where its payload lies. Nothing is consumed, so a timeout can be
+    /// retried. `seq` is the sequence id that packet must carry.
+    fn packet_at(
+        &mut self,
+        at: usize,
+        seq: u8,
+        deadline: Instant,
+    ) -> Result<(usize, usize), Error> {
+        self.fill_to(at + HEADER_LEN, deadline)?;
+        let h = &self.inbox[at..at + HEADER_LEN];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        if at + HEADER_LEN + len > MAX_REPLY {
+            return Err(protocol(format!(
+                "the server sent a reply of over {MAX_REPLY} bytes (a packet claims {len}); \
+                 that is not a lock server sera can trust"
+            )));
+        }
+        if h[3] != seq {
+            return Err(protocol(format!(
+                "packets out of order: expected sequence {seq}, got {}",
+                h[3]
+            )));
+        }
+        self.fill_to(at + HEADER_LEN + len, deadline)?;
+        Ok((at + HEADER_LEN, at + HEADER_LEN + len))
+    }
+
+    /// Read from the socket until the inbox holds at least `want` bytes.
+    fn fill_to(&mut self, want: usize, deadline: Instant) -> Result<(), Error> {
+        let mut chunk = [0u8; 4096];
+        while self.inbox.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout);
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Walk a text result set in the inbox without consuming it: an error or
+    /// OK packet, or a column count, column definitions, an EOF unless
+    /// DEPRECATE_EOF, rows, and a terminator. Returns the first row, where the
+    /// result ends, and the next sequence id.
+    fn parse_result(&mut self, deadline: Instant) -> Result<(Option<Row>, usize, u8), Error> {
+        let mut seq = 1u8;
+        let mut next = |conn: &mut Conn, at: usize| -> Result<(usize, usize), Error> {
+            let range = conn.packet_at(at, seq, deadline)?;
+            seq = seq.wrapping_add(1);
+            Ok(range)
+        };
+        let (start, end) = next(self, 0)?;
+        let first = &self.inbox[start..end];
+        let columns = match first.first() {
+            Some(0xff) => return Err(server_error(first)),
+            Some(0x00) => return Err(protocol("the query returned no result set")),
+            _ => ParseBuf(first)
+                .checked_eat_lenenc_int()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| protocol("unreadable result set header"))?,
+        };
+        let mut at = end;
+        // Column definitions: sera never needs their contents.
+        for _ in 0..columns {
+            at = next(self, at)?.1;
+        }
+        if !self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+        {
+            at = next(self, at)?.1;
+        }
+        let mut first_row = None;
+        loop {
+            let (start, end) = next(self, at)?;
+            at = end;
+            let packet = &self.inbox[start..end];
+            match packet.first() {
+                Some(0xff) => return Err(server_error(packet)),
+                // EOF or OK terminator. A row cannot start with 0xFE here: it
+                // would announce a value of 16 MiB, beyond MAX_REPLY.
+                Some(0xfe) => break,
+                _ if first_row.is_none() => first_row = Some(parse_row(packet, columns)?),
+                _ => {}
+            }
+        }
+        Ok((first_row, at, seq))
+    }
+}
+
+fn dial(address: &Address, timeout: Duration) -> Result<Stream, Error> {
+    match address {
+        Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+        Address::Tcp { host, port } => {
+            let mut last = None;
+            let addrs = (host.as_str(), *port).to_socket_addrs()?;
+            for addr in addrs {
+                match TcpStream::connect_timeout(&addr, timeout) {
+                    Ok(s) => {
+                        // The check query is one small packet: send it now.
+                        s.set_nodelay(true)?;
+                        return Ok(Stream::Tcp(s));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last
+                .unwrap_or_else(|| io::Error::other("the host name resolved to no address"))
+                .into())
+        }
+    }
+}
+
+fn parse_row(packet: &[u8], columns: u64) -> Result<Row, Error> {
+    let mut buf = ParseBuf(packet);
+    let mut row = Vec::new();
+    for _ in 0..columns {
+        if buf.0.first() == Some(&0xfb) {
+            buf.skip(1);
+            row.push(None);
+            continue;
+        }
+        let value = buf
+            .checked_eat_lenenc_str()
+            .ok_or_else(|| protocol("unreadable row in the server's reply"))?;
+        row.push(Some(String::from_utf8_lossy(value).into_owned()));
+    }
+    Ok(row)
+}
+
+/// An ERR packet: 0xFF, code, then `#` and a five-character SQLSTATE when the
+/// server knows we speak 4.1 (errors sent before the greeting lack it).
+fn server_error(packet: &[u8]) -> Error {
+    let code = match packet {
+        [_, lo, hi, ..] => u16::from_le_bytes([*lo, *hi]),
+        _ => return protocol("truncated error packet from the server"),
+    };
+    let rest = &packet[3..];
+    let (state, message) = match rest {
+        [b'#', state @ ..] if state.len() >= 5 => (&state[..5], &state[5..]),
+        _ => (&rest[..0], rest),
+    };
+    Error::Server {
+        code,
+        state: String::from_utf8_lossy(state).into_owned(),
+        message: String::from_utf8_lossy(message).into_owned(),
+    }
+}
+
+fn nul_terminated(password: &[u8]) -> Vec<u8> {
+    let mut v = password.to_vec();
+    v.push(0);
+    v
+}
+
+/// caching_sha2 full auth over plain TCP: the NUL-terminated password XORed
+/// with the nonce, RSA-OAEP encrypted with the server's key. The PEM body is
+/// decoded here because mysql_common's PEM parser would pull in a regex engine.
+fn rsa_encrypt_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Result<Vec<u8>, Error> {
+    use mysql_common::crypto::der::{parse_pub_key, PubKeyFileType};
+    use mysql_common::crypto::rsa::{GetRandom, Pkcs1OaepPadding, PublicKey};
+
+    if nonce.is_empty() {
+        return Err(protocol("the server sent an empty auth challenge"));
+    }
+    let bad_key = || protocol("the server's public key is unreadable");
+    let text = std::str::from_utf8(pem).map_err(|_| bad_key())?;
+    let kind = if text.contains("BEGIN RSA PUBLIC KEY") {
+        PubKeyFileType::Pkcs1
+    } else if text.contains("BEGIN PUBLIC KEY") {
+        PubKeyFileType::Pkcs8
+    } else {
+        return Err(bad_key());
+    };
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>();
+    let der = base64_decode(body.trim()).ok_or_else(bad_key)?;
+    let (modulus, exponent) = parse_pub_key(&der, kind).map_err(|_| bad_key())?;
+    let key = PublicKey::new(modulus, exponent);
+    let mixed: Vec<u8> = password
+        .iter()
+        .zip(nonce.iter().cycle())
+        .map(|(p, n)| p ^ n)
+        .collect();
+    // OAEP with SHA-1 carries at most key size - 42 bytes.
+    if mixed.len() + 42 > key.num_octets() {
+        return Err(protocol(
+            "the password is too long for the server's RSA key",
+        ));
+    }
+    key.encrypt_block(&mixed, Pkcs1OaepPadding::new(GetRandom))
+        .map_err(|e| protocol(format!("RSA encryption of the password failed: {e}")))
+}
+
+/// Standard base64 with padding, whitespace ignored.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            b'\r' | b'\n' | b' ' | b'\t' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_standard_text() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVs\nbG8h").unwrap(), b"hello!");
+        assert!(base64_decode("a*b").is_none());
+    }
+
+    #[test]
+    fn error_packets_with_and_without_sqlstate() {
+        let with = server_error(b"\xff\x15\x04#28000Access denied");
+        assert!(
+            matches!(with, Error::Server { code: 1045, ref state, ref message }
+            if state == "28000" && message == "Access denied")
+        );
+        let without = server_error(b"\xff\x10\x04Too many connections");
+        assert!(
+            matches!(without, Error::Server { code: 1040, ref state, ref message }
+            if state.is_empty() && message == "Too many connections")
+        );
+        assert!(matches!(server_error(b"\xff"), Error::Protocol(_)));
+    }
+
+    #[test]
+    fn rows_distinguish_null_from_values() {
+        assert_eq!(parse_row(b"\x011", 1).unwrap(), vec![Some("1".to_string())]);
+        assert_eq!(parse_row(b"\xfb", 1).unwrap(), vec![None]);
+        assert_eq!(
+            parse_row(b"\x0242\xfb", 2).unwrap(),
+            vec![Some("42".to_string()), None]
+        );
+        assert!(parse_row(b"\x05ab", 1).is_err());
+    }
+}
