@@ -155,6 +155,18 @@ impl Conn {
         let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let deadline = Instant::now() + timeout;
         let stream = dial(&dsn.address, timeout)?;
+        Conn::start(stream, dsn, deadline)
+    }
+
+    /// The same conversation over a stream someone else opened: the fuzz
+    /// targets feed the client a server's bytes through a socket pair.
+    pub fn connect_over(stream: UnixStream, dsn: &Dsn) -> Result<Conn, Error> {
+        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        Conn::start(Stream::Unix(stream), dsn, Instant::now() + timeout)
+    }
+
+    fn start(stream: Stream, dsn: &Dsn, deadline: Instant) -> Result<Conn, Error> {
+        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
         stream.set_write_timeout(Some(dsn.write_timeout.unwrap_or(timeout)))?;
         let mut conn = Conn {
             is_unix: matches!(stream, Stream::Unix(_)),
