@@ -72,7 +72,14 @@ pub fn choose_path(flag: Option<PathBuf>) -> PathBuf {
 /// terms; the caller adds the file name.
 pub fn load(path: &Path) -> Result<Config, String> {
     let text = read_small(path)?;
-    let root = match json::from_str::<Value>(&text) {
+    parse(&text, path)
+}
+
+/// Check the text of a config file that was read from `path` (which is named
+/// in the result and looked at for the permission warning). `load` reads the
+/// file and calls this; the fuzz target calls it directly.
+pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
+    let root = match json::from_str::<Value>(text) {
         Ok(Value::Object(root)) => root,
         Ok(_) => return Err("it is not a JSON object ({ ... })".into()),
         Err(_) => return Err("it is not valid JSON".into()),
@@ -173,8 +180,7 @@ fn readable_by_others(path: &Path) -> Option<String> {
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (mode & 0o044 != 0).then(|| {
         format!(
-            "{} holds a password and is readable by other users; fix with: chmod 600 {}",
-            path.display(),
+            "it holds a password and is readable by other users; fix with: chmod 600 {}",
             path.display()
         )
     })

@@ -246,6 +246,7 @@ impl Conn {
 
     fn handshake(&mut self, dsn: &Dsn, deadline: Instant) -> Result<(), Error> {
         let greeting = self.read_greeting(deadline)?;
+        check_auth_data_len(&greeting)?;
         let server = ParseBuf(&greeting)
             .parse::<HandshakePacket>(())
             .map_err(|e| protocol(format!("unreadable greeting from the server: {e}")))?;
@@ -669,6 +670,25 @@ fn server_error(packet: &[u8]) -> Error {
         code,
         state: String::from_utf8_lossy(state).into_owned(),
         message: String::from_utf8_lossy(message).into_owned(),
+    }
+}
+
+/// mysql_common reads the greeting's auth-plugin-data length as an i8 and
+/// subtracts 8, which overflows for 0x80..=0x87: a panic in debug and fuzz
+/// builds. Servers send 21 (or 0), never over 127, so such a greeting is
+/// refused before it is parsed.
+fn check_auth_data_len(greeting: &[u8]) -> Result<(), Error> {
+    // After the protocol version and the NUL-terminated server version:
+    // connection id, nonce part 1, filler, capabilities, collation, status,
+    // capabilities, then the length.
+    let Some(nul) = greeting.iter().skip(1).position(|b| *b == 0) else {
+        return Ok(());
+    };
+    match greeting.get(1 + nul + 1 + 4 + 8 + 1 + 2 + 1 + 2 + 2) {
+        Some(&len) if len >= 0x80 => Err(protocol(format!(
+            "unreadable greeting from the server: auth data length {len}"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Running the sera binary as a user would: a config file of its own in a
 //! temp dir, a real process, its exit code, stdout and stderr.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -22,6 +23,8 @@ impl Setup {
         let dir = TempDir::new();
         let config = dir.join("sera.json");
         std::fs::write(&config, json).unwrap();
+        // As an operator should keep it: sera warns about a readable password.
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
         Setup { dir, config }
     }
 
