@@ -11,6 +11,7 @@
 use std::ffi::{CString, OsString};
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
@@ -79,10 +80,74 @@ impl SpawnError {
     }
 }
 
+/// A descriptor whose life keeps the lock connection open: one end of a
+/// socket pair, holding in its queue an SCM_RIGHTS message that carries the
+/// lock socket. Only the command inherits it. The command cannot use the
+/// connection, but the kernel keeps the connection open as long as that
+/// queued message exists, so as long as the command (or anything that
+/// inherited the end from it) is alive.
+///
+/// Why: when sera is SIGKILLed, the kernel closes sera's files (and so
+/// ends the session and frees the lock) before it sends the command its
+/// PR_SET_PDEATHSIG. Without the lifeline another host could start in
+/// that gap while the command is still dying. With it, the lock is freed
+/// only after the last holder of the end is gone. On a normal run sera
+/// ends the session with COM_QUIT, which frees the lock at once either way.
+fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
+    let mut pair = [0; 2];
+    let flags = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, pair.as_mut_ptr()) } != 0 {
+        return Err(SpawnError {
+            errno: last_errno(),
+        });
+    }
+    let [sender, end] = pair;
+    let sent = unsafe { send_fd(sender, lock_socket) };
+    let errno = last_errno();
+    unsafe { libc::close(sender) };
+    // Keep the end away from 0, 1 and 2, in case sera started with one of
+    // them closed: the command must find its stdio as sera found it.
+    let moved = unsafe { libc::fcntl(end, libc::F_DUPFD_CLOEXEC, 3) };
+    let moved_errno = last_errno();
+    unsafe { libc::close(end) };
+    match (sent, moved) {
+        (false, _) => Err(SpawnError { errno }),
+        (_, -1) => Err(SpawnError { errno: moved_errno }),
+        _ => Ok(moved),
+    }
+}
+
+/// Queue `fd` on `socket` as an SCM_RIGHTS message with one byte of data.
+unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
+    let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+    let mut control = vec![0u8; space];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut msg: libc::msghdr = std::mem::zeroed();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+    (*cmsg).cmsg_level = libc::SOL_SOCKET;
+    (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+    libc::sendmsg(socket, &msg, 0) == 1
+}
+
 /// Fork and exec `command` (PATH is searched), in sera's process group, with
 /// everything inherited. An exec failure comes back through a close-on-exec
-/// pipe as the real errno, not as a made-up exit status.
-pub fn spawn(command: &[OsString], mask: &SignalMask) -> Result<Child, SpawnError> {
+/// pipe as the real errno, not as a made-up exit status. `lock_socket` is
+/// the lock connection, tied to the command's life by a `lifeline`.
+pub fn spawn(
+    command: &[OsString],
+    mask: &SignalMask,
+    lock_socket: RawFd,
+) -> Result<Child, SpawnError> {
     let argv: Vec<CString> = command
         .iter()
         .map(|a| {
@@ -101,6 +166,16 @@ pub fn spawn(command: &[OsString], mask: &SignalMask) -> Result<Child, SpawnErro
         });
     }
     let [report_read, report_write] = pipe;
+    let lifeline = match lifeline(lock_socket) {
+        Ok(fd) => fd,
+        Err(e) => {
+            unsafe {
+                libc::close(report_read);
+                libc::close(report_write);
+            }
+            return Err(e);
+        }
+    };
     let parent = unsafe { libc::getpid() };
 
     let pid = unsafe { libc::fork() };
@@ -109,6 +184,7 @@ pub fn spawn(command: &[OsString], mask: &SignalMask) -> Result<Child, SpawnErro
         unsafe {
             libc::close(report_read);
             libc::close(report_write);
+            libc::close(lifeline);
         }
         return Err(SpawnError { errno });
     }
@@ -123,6 +199,7 @@ pub fn spawn(command: &[OsString], mask: &SignalMask) -> Result<Child, SpawnErro
             // Rust ignores SIGPIPE for its own sake; the command must not.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::sigprocmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut());
+            libc::fcntl(lifeline, libc::F_SETFD, 0);
             libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(report_write, (&errno as *const i32).cast(), 4);
@@ -130,7 +207,10 @@ pub fn spawn(command: &[OsString], mask: &SignalMask) -> Result<Child, SpawnErro
         }
     }
 
-    unsafe { libc::close(report_write) };
+    unsafe {
+        libc::close(report_write);
+        libc::close(lifeline);
+    }
     let mut errno = 0i32;
     let n = loop {
         let n = unsafe { libc::read(report_read, (&mut errno as *mut i32).cast(), 4) };

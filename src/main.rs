@@ -97,7 +97,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 
     // 5. Spawn, with every forwardable signal blocked from here on.
     let mask = child::block_signals();
-    let child = child::spawn(&args.command, &mask).map_err(|e| {
+    let child = child::spawn(&args.command, &mask, conn.raw_fd()).map_err(|e| {
         let program = &args.command[0];
         Failure::new(
             exit::COMMAND,
