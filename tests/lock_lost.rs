@@ -332,7 +332,7 @@ fn mutual_exclusion_holds_while_seras_are_killed_at_random() {
             let running = running.lock().unwrap();
             (!running.is_empty()).then(|| running[seed as usize % running.len()])
         };
-        if let Some(pid) = victim.filter(|_| seed % 3 == 0) {
+        if let Some(pid) = victim.filter(|_| seed.is_multiple_of(3)) {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             killed.fetch_add(1, Ordering::SeqCst);
         }
