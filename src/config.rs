@@ -100,13 +100,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         None => return Err("it has no \"server\" key (the DSN of the lock server)".into()),
     };
     let mut server = Dsn::parse(&server).map_err(|e| format!("\"server\": {e}"))?;
-    if let Some(password) = std::env::var_os("SERA_PASSWORD") {
-        server.password = Some(password.to_string_lossy().into_owned());
-    }
+    // Only a password written in the file is worth a warning about the file.
     if server.password.is_some() {
         if let Some(warning) = readable_by_others(path) {
             warnings.push(warning);
         }
+    }
+    // The environment beats the file, so an image can ship a config without
+    // its secret.
+    if let Some(password) = std::env::var_os("SERA_PASSWORD") {
+        server.password = Some(password.to_string_lossy().into_owned());
     }
 
     Ok(Config {
