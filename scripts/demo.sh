@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# sera doing its job, on this machine: build it, start a throwaway MariaDB
+# (or use $SERA_DEMO_DSN), race seras on the same command, stop the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+cargo build --release --quiet
+sera=$PWD/target/release/sera
+tmp=$(mktemp -d /tmp/sera-demo.XXXXXX)
+SERA_DB_DIR=
+cleanup() {
+    [ -z "$SERA_DB_DIR" ] || scripts/mariadb-throwaway.sh stop "$SERA_DB_DIR"
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if [ -n "${SERA_DEMO_DSN:-}" ]; then
+    dsn=$SERA_DEMO_DSN
+else
+    eval "$(scripts/mariadb-throwaway.sh start)"
+    dsn=$SERA_DB_DSN_TCP
+fi
+config=$tmp/sera.json
+printf '{"server": "%s", "verbose": true}\n' "$dsn" > "$config"
+chmod 600 "$config"
+job='echo "[$WHO] running, pid $$"; sleep 2; echo "[$WHO] done"'
+run() { WHO=$1 "$sera" --config "$config" "${@:2}"; }
+
+step "A and B start the same job at once: B waits until A is done"
+run A 10 sh -c "$job" &
+sleep 0.3
+run B 10 sh -c "$job"
+wait
+
+step "C will not wait (0 s): it gives up at once, exit 204"
+run A 10 sh -c "$job" &
+sleep 0.3
+run C 0 sh -c "$job" || echo "C exited $?"
+wait
+
+step "--wait-and-skip: A runs it; D waits for A, then skips it (205 with --detailed-exit-codes)"
+run A --wait-and-skip 10 sh -c "$job" &
+sleep 0.3
+run D --wait-and-skip --detailed-exit-codes 10 sh -c "$job" || echo "D exited $?"
+wait
+
+step "The command's status is sera's; a missing command is 203"
+run E 5 sh -c 'exit 3' || echo "E exited $?"
+run F 5 no-such-command || echo "F exited $?"
