@@ -22,13 +22,16 @@ pub const DEFAULT_PATH: &str = "/etc/sera.json";
 /// No real config comes near this; a larger file is not a config.
 const MAX_SIZE: u64 = 64 * 1024;
 
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 9] = [
     "server",
     "syslog",
     "verbose",
     "check_interval",
     "on_lost",
     "kill_after",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
             warnings.push(warning);
         }
     }
+    server.tls_ca = file(&root, "tls_ca", path)?;
+    server.tls_cert = file(&root, "tls_cert", path)?;
+    server.tls_key = file(&root, "tls_key", path)?;
+    let has_tls_files = server.tls_ca.is_some() || server.tls_cert.is_some();
+    if has_tls_files && server.tls == crate::dsn::Tls::False {
+        warnings.push("tls_ca or tls_cert is set, but the DSN has no tls=true: TLS is off".into());
+    }
     // The environment beats the file, so an image can ship a config without
     // its secret.
     if let Some(password) = std::env::var_os("SERA_PASSWORD") {
@@ -165,6 +175,15 @@ fn string(root: &Object, key: &str) -> Result<Option<String>, String> {
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!("\"{key}\" must be a string")),
     }
+}
+
+/// A file named in the config; a relative path is relative to the config's
+/// own folder, so the config and its certificates can travel together.
+fn file(root: &Object, key: &str, config: &Path) -> Result<Option<PathBuf>, String> {
+    Ok(string(root, key)?.map(|name| match config.parent() {
+        Some(folder) => folder.join(name),
+        None => PathBuf::from(name),
+    }))
 }
 
 fn duration(root: &Object, key: &str) -> Result<Option<Duration>, String> {

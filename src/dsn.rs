@@ -53,6 +53,11 @@ pub struct Dsn {
     pub allow_cleartext_passwords: bool,
     /// (name, URL-decoded value), in DSN order. Names are checked by `parse`.
     pub session_vars: Vec<(String, String)>,
+    /// TLS files from the config (`tls_ca`, `tls_cert`, `tls_key`): not part
+    /// of the DSN grammar, but of how to reach the server.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 const DEFAULT_PORT: u16 = 3306;
@@ -100,6 +105,9 @@ impl Dsn {
             allow_native_passwords: true,
             allow_cleartext_passwords: false,
             session_vars: Vec::new(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         };
         // Go accepts the empty DSN and uses every default.
         if text.is_empty() {

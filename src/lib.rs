@@ -11,3 +11,5 @@ pub mod md5;
 pub mod mysql;
 pub mod report;
 pub mod syslog;
+#[cfg(feature = "tls")]
+pub mod tls;

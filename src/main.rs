@@ -250,10 +250,20 @@ fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
         &e,
     );
     match e {
-        mysql::Error::Server { code: 1045, .. } => failure.hint(format!(
-            "check the user and password of \"server\" in {} ({server})",
-            config.path.display()
-        )),
+        mysql::Error::Server { code: 1045, .. } => {
+            let plain_tcp = matches!(server.address, sera::dsn::Address::Tcp { .. })
+                && server.tls == sera::dsn::Tls::False;
+            failure.hint(format!(
+                "check the user and password of \"server\" in {} ({server}){}",
+                config.path.display(),
+                if plain_tcp {
+                    "; MariaDB says the same to a connection without TLS when it has \
+                     require_secure_transport=ON: then add tls=true"
+                } else {
+                    ""
+                }
+            ))
+        }
         mysql::Error::Server { code: 1049, .. } => failure.hint(
             "the database in the DSN does not exist; sera needs none: end the DSN with \"/\"",
         ),

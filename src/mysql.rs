@@ -97,6 +97,8 @@ fn protocol(what: impl Into<String>) -> Error {
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsStream>),
 }
 
 impl Stream {
@@ -104,6 +106,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_read_timeout(t),
         }
     }
 
@@ -111,6 +115,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
             Stream::Unix(s) => s.set_write_timeout(t),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.set_write_timeout(t),
         }
     }
 
@@ -118,6 +124,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 
@@ -125,6 +133,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.write_all(buf),
             Stream::Unix(s) => s.write_all(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_all(buf).and_then(|()| s.flush()),
         }
     }
 }
@@ -135,7 +145,8 @@ pub type Row = Vec<Option<String>>;
 /// An authenticated session.
 pub struct Conn {
     stream: Stream,
-    is_unix: bool,
+    /// A unix socket or TLS: the password may travel in clear.
+    secure: bool,
     /// Bytes received and not yet consumed. Kept across a timed-out read, so a
     /// reply that arrives late is still read from its first byte.
     inbox: Vec<u8>,
@@ -169,7 +180,7 @@ impl Conn {
         let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
         stream.set_write_timeout(Some(dsn.write_timeout.unwrap_or(timeout)))?;
         let mut conn = Conn {
-            is_unix: matches!(stream, Stream::Unix(_)),
+            secure: matches!(stream, Stream::Unix(_)),
             stream,
             inbox: Vec::new(),
             seq: 0,
@@ -199,6 +210,8 @@ impl Conn {
         match &self.stream {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.as_raw_fd(),
         }
     }
 
@@ -269,11 +282,6 @@ impl Conn {
                 self.server_version
             )));
         }
-        if dsn.tls == Tls::True || dsn.tls == Tls::SkipVerify {
-            return Err(protocol(
-                "tls=true and tls=skip-verify are not supported by this build of sera",
-            ));
-        }
         // No compression, no SSL, no multi-statements, no LOCAL INFILE: a
         // lock session needs none of them, and each is attack surface.
         let wanted = CapabilityFlags::CLIENT_PROTOCOL_41
@@ -284,9 +292,16 @@ impl Conn {
             | CapabilityFlags::CLIENT_PLUGIN_AUTH
             | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
             | CapabilityFlags::CLIENT_CONNECT_ATTRS
-            | CapabilityFlags::CLIENT_CONNECT_WITH_DB
             | CapabilityFlags::CLIENT_DEPRECATE_EOF;
         self.capabilities = wanted & server_caps;
+        // Said only with a database, as the handshake response will say it:
+        // the SSL request must announce the same capabilities.
+        if dsn.database.is_some() {
+            self.capabilities |= CapabilityFlags::CLIENT_CONNECT_WITH_DB;
+        }
+        if self.wants_tls(dsn, server_caps)? {
+            self.start_tls(dsn, deadline)?;
+        }
 
         let mut nonce = server.scramble_1_ref().to_vec();
         nonce.extend_from_slice(server.scramble_2_ref().unwrap_or_default());
@@ -325,6 +340,56 @@ impl Conn {
         response.serialize(&mut packet);
         self.write_packet(&packet)?;
         self.authenticate(dsn, plugin.into_owned(), nonce, deadline)
+    }
+
+    /// Whether to upgrade to TLS: as the DSN's `tls` says, over TCP only (a
+    /// unix socket is already local), and only if the server offers it.
+    fn wants_tls(&self, dsn: &Dsn, server_caps: CapabilityFlags) -> Result<bool, Error> {
+        let offered = server_caps.contains(CapabilityFlags::CLIENT_SSL);
+        match dsn.tls {
+            Tls::False => Ok(false),
+            _ if matches!(self.stream, Stream::Unix(_)) => Ok(false),
+            _ if !cfg!(feature = "tls") => Err(protocol(
+                "the DSN asks for TLS, but this sera was built without it (the `tls` feature)",
+            )),
+            Tls::Preferred => Ok(offered),
+            Tls::True | Tls::SkipVerify if offered => Ok(true),
+            Tls::True | Tls::SkipVerify => Err(protocol(
+                "the DSN asks for TLS, but the server does not offer it",
+            )),
+        }
+    }
+
+    /// The protocol's order: an SSL request in clear, the TLS handshake, and
+    /// then the handshake response, encrypted.
+    #[cfg(feature = "tls")]
+    fn start_tls(&mut self, dsn: &Dsn, deadline: Instant) -> Result<(), Error> {
+        use mysql_common::packets::SslRequest;
+
+        self.capabilities |= CapabilityFlags::CLIENT_SSL;
+        let mut packet = Vec::new();
+        // 45: utf8mb4_general_ci, as the handshake response will say.
+        SslRequest::new(self.capabilities, MAX_PAYLOAD as u32, 45).serialize(&mut packet);
+        self.write_packet(&packet)?;
+        let (Stream::Tcp(tcp), Address::Tcp { host, .. }) = (&self.stream, &dsn.address) else {
+            return Err(protocol("TLS is only for TCP connections"));
+        };
+        let tcp = tcp.try_clone()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let mut tls = crate::tls::start(dsn, host, tcp).map_err(Error::Protocol)?;
+        crate::tls::handshake(&mut tls).map_err(|e| match crate::tls::explain(&e, host) {
+            Some(why) => Error::Protocol(why),
+            None => e.into(),
+        })?;
+        self.stream = Stream::Tls(Box::new(tls));
+        self.secure = true;
+        Ok(())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn start_tls(&mut self, _dsn: &Dsn, _deadline: Instant) -> Result<(), Error> {
+        Err(protocol("this sera was built without TLS"))
     }
 
     /// The greeting gets a closer look than other packets: the peer may not
@@ -396,14 +461,15 @@ impl Conn {
                          allow it with allowCleartextPasswords=true in the DSN",
                     ));
                 }
-                if !self.is_unix {
+                if !self.secure {
                     return Err(protocol(
                         "the server asks for the password in clear (mysql_clear_password), \
-                         which sera sends only over a unix socket",
+                         which sera sends only over TLS or a unix socket",
                     ));
                 }
                 Ok(nul_terminated(password))
             }
+            AuthPlugin::Ed25519 => ed25519_response(password, nonce),
             other => Err(protocol(format!(
                 "the account uses the auth plugin {}, which sera does not support",
                 String::from_utf8_lossy(other.as_bytes())
@@ -464,7 +530,7 @@ impl Conn {
         deadline: Instant,
     ) -> Result<(), Error> {
         let password = nul_terminated(dsn.password.as_deref().unwrap_or("").as_bytes());
-        if self.is_unix {
+        if self.secure {
             return self.write_packet(&password);
         }
         self.write_packet(&[0x02])?;
@@ -701,6 +767,40 @@ fn check_auth_data_len(greeting: &[u8]) -> Result<(), Error> {
     }
 }
 
+/// MariaDB's client_ed25519: the password signs the server's 32-byte nonce.
+fn ed25519_response(password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, Error> {
+    use mysql_common::auth::plugins::client_ed25519::ClientEd25519;
+    use mysql_common::auth::plugins::{ChallengeResponsePlugin, Context, Response};
+
+    struct Password<'a>(&'a [u8]);
+    impl Context for Password<'_> {
+        fn pass(&self) -> &[u8] {
+            self.0
+        }
+        fn is_ipc_transport(&self) -> bool {
+            false
+        }
+        fn is_tls_transport(&self) -> bool {
+            false
+        }
+        fn scramble(&self) -> &[u8] {
+            &[]
+        }
+        fn server_key_pem(&self) -> Option<&[u8]> {
+            None
+        }
+    }
+    match ClientEd25519::default().run(Password(password), nonce) {
+        Ok(Response::Next {
+            packet: Some(signature),
+        })
+        | Ok(Response::Last {
+            packet: Some(signature),
+        }) => Ok(signature),
+        _ => Err(protocol("the server sent an unusable ed25519 challenge")),
+    }
+}
+
 fn nul_terminated(password: &[u8]) -> Vec<u8> {
     let mut v = password.to_vec();
     v.push(0);
@@ -711,8 +811,9 @@ fn nul_terminated(password: &[u8]) -> Vec<u8> {
 /// with the nonce, RSA-OAEP encrypted with the server's key. The PEM body is
 /// decoded here because mysql_common's PEM parser would pull in a regex engine.
 fn rsa_encrypt_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Result<Vec<u8>, Error> {
-    use mysql_common::crypto::der::{parse_pub_key, PubKeyFileType};
+    use mysql_common::crypto::der::PubKeyFileType;
     use mysql_common::crypto::rsa::{GetRandom, Pkcs1OaepPadding, PublicKey};
+    use mysql_common::num_bigint::BigUint;
 
     if nonce.is_empty() {
         return Err(protocol("the server sent an empty auth challenge"));
@@ -731,8 +832,11 @@ fn rsa_encrypt_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Result<Vec
         .filter(|l| !l.starts_with("-----"))
         .collect::<String>();
     let der = base64_decode(body.trim()).ok_or_else(bad_key)?;
-    let (modulus, exponent) = parse_pub_key(&der, kind).map_err(|_| bad_key())?;
-    let key = PublicKey::new(modulus, exponent);
+    let (modulus, exponent) = rsa_key_from_der(&der, kind).ok_or_else(bad_key)?;
+    let key = PublicKey::new(
+        BigUint::from_bytes_be(modulus),
+        BigUint::from_bytes_be(exponent),
+    );
     let mixed: Vec<u8> = password
         .iter()
         .zip(nonce.iter().cycle())
@@ -746,6 +850,61 @@ fn rsa_encrypt_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Result<Vec
     }
     key.encrypt_block(&mixed, Pkcs1OaepPadding::new(GetRandom))
         .map_err(|e| protocol(format!("RSA encryption of the password failed: {e}")))
+}
+
+/// The modulus and exponent (big-endian bytes) of an RSA public key in DER:
+/// PKCS#1 `SEQUENCE { INTEGER n, INTEGER e }`, or PKCS#8 `SEQUENCE {
+/// SEQUENCE { algorithm }, BIT STRING { the PKCS#1 key } }`. None for anything
+/// malformed: mysql_common's own parser indexes without checking and panics
+/// on a truncated or garbled key (found by the client fuzz target).
+fn rsa_key_from_der(
+    der: &[u8],
+    kind: mysql_common::crypto::der::PubKeyFileType,
+) -> Option<(&[u8], &[u8])> {
+    use mysql_common::crypto::der::PubKeyFileType;
+
+    let pkcs1 = match kind {
+        PubKeyFileType::Pkcs1 => der,
+        PubKeyFileType::Pkcs8 => {
+            let (info, _) = der_item(der, 0x30)?;
+            let (_algorithm, rest) = der_item(info, 0x30)?;
+            let (bits, _) = der_item(rest, 0x03)?;
+            match bits.split_first()? {
+                (0, key) => key,
+                _ => return None,
+            }
+        }
+    };
+    let (fields, _) = der_item(pkcs1, 0x30)?;
+    let (modulus, rest) = der_item(fields, 0x02)?;
+    let (exponent, _) = der_item(rest, 0x02)?;
+    Some((modulus, exponent))
+}
+
+/// The DER item at the start of `der`, if it has tag `tag`: its contents and
+/// what follows it.
+fn der_item(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = der.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        // Long form: the low bits count the length's bytes. Zero (BER's
+        // indefinite length) is not DER, and no key needs more than four.
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at_checked(count)?;
+        let len = bytes
+            .iter()
+            .fold(0usize, |len, &b| len << 8 | usize::from(b));
+        (len, rest)
+    };
+    rest.split_at_checked(len)
 }
 
 /// Standard base64 with padding, whitespace ignored.
@@ -798,6 +957,78 @@ mod tests {
             if state.is_empty() && message == "Too many connections")
         );
         assert!(matches!(server_error(b"\xff"), Error::Protocol(_)));
+    }
+
+    /// Public keys made with openssl (genrsa, then rsa -pubout and
+    /// rsa -RSAPublicKey_out).
+    const PKCS8_2048: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAy2hyA5XiV390erdgwneR
+F7Ksvj7c+pByeaIkdLI9NlfuzSgpJu7+/fztz9Ao0LRylph43acBI9kR2EbY4v01
+q87V39dAW8JRHmu4n0v8iZ8enQKAPu0FBkIUFRgRHOf/lwXOptQTZszw3gGDQ8xN
+yDWwl6DQzEa4wl2cBk2jFaLdrLmNUp73JkbmY8mN176nxgq+/THFRMD65prMCqqt
+efKCTeacB8oRnPa7q5poiWWM3sQyZhum1HoeX5vTwBHhzIvmsAOmQHDIZhuU5bCn
+s2BWSkIXkJXWv4Yjo9/P/giVlaY11FyLgIrFgMU2aoVw/s33qPiS7VrMGOU3Zy8+
+xwIDAQAB
+-----END PUBLIC KEY-----
+";
+    const PKCS1_1024: &str = "-----BEGIN RSA PUBLIC KEY-----
+MIGJAoGBAOBF0nPjbxtg9dWPsVEOmuTPEoGbWONUeStIK1Hiz2c8JOg5E/mNo1jE
+uEoogcwXHbGn5UkJhNK9agdxtKTGnPpL/3iq3fJmpaISFpLFc5/Yhy0U8Wgbn1b6
+ZoqXs0jrkLuu20rWyZZoPnopwKR9Rbxst8M6sZPF3YtUQ9Il1R7TAgMBAAE=
+-----END RSA PUBLIC KEY-----
+";
+    const NONCE: &[u8] = b"abcdefghijklmnopqrst";
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64_decode(&body).unwrap()
+    }
+
+    #[test]
+    fn password_encrypted_with_the_servers_key() {
+        let out = rsa_encrypt_password(b"pw\0", NONCE, PKCS8_2048.as_bytes()).unwrap();
+        assert_eq!(out.len(), 256);
+        let out = rsa_encrypt_password(b"pw\0", NONCE, PKCS1_1024.as_bytes()).unwrap();
+        assert_eq!(out.len(), 128);
+        let der = der_of(PKCS1_1024);
+        let pkcs1 = mysql_common::crypto::der::PubKeyFileType::Pkcs1;
+        let (modulus, exponent) = rsa_key_from_der(&der, pkcs1).unwrap();
+        assert_eq!((modulus.len(), exponent), (129, &[1u8, 0, 1][..]));
+    }
+
+    /// Found by the client fuzz target: a key whose DER lengths overrun the
+    /// data made mysql_common's DER parser index out of bounds (a panic, so
+    /// an abort in release builds). It must be an error naming the key.
+    #[test]
+    fn garbled_server_key_is_an_error_not_a_panic() {
+        use mysql_common::crypto::der::PubKeyFileType::{Pkcs1, Pkcs8};
+
+        // The fuzzer's input: one base64 character of a good key replaced.
+        let garbled = PKCS8_2048.replacen("MIIBIjAN", "MIIB\tjAN", 1);
+        let e = rsa_encrypt_password(b"pw\0", NONCE, garbled.as_bytes()).unwrap_err();
+        assert_eq!(e.to_string(), "the server's public key is unreadable");
+        // Every truncation of a good key.
+        for (pem, kind) in [(PKCS8_2048, Pkcs8), (PKCS1_1024, Pkcs1)] {
+            let der = der_of(pem);
+            assert!(rsa_key_from_der(&der, kind).is_some());
+            for n in 0..der.len() {
+                assert!(rsa_key_from_der(&der[..n], kind).is_none(), "{n}");
+            }
+        }
+        // Lengths: indefinite, more than four bytes, beyond the data.
+        assert!(der_item(&[0x30, 0x80, 0, 0], 0x30).is_none());
+        assert!(der_item(&[0x30, 0x85, 0, 0, 0, 0, 1, 0], 0x30).is_none());
+        assert!(der_item(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0], 0x30).is_none());
+        assert!(der_item(&[0x30, 0x81], 0x30).is_none());
+        assert_eq!(
+            der_item(&[0x30, 0x81, 1, 7, 8], 0x30),
+            Some((&[7u8][..], &[8u8][..]))
+        );
+        // A BIT STRING with unused bits, or empty, is no key.
+        assert!(
+            rsa_key_from_der(&[0x30, 0x06, 0x30, 0x00, 0x03, 0x02, 0x01, 0x00], Pkcs8).is_none()
+        );
+        assert!(rsa_key_from_der(&[0x30, 0x04, 0x30, 0x00, 0x03, 0x00], Pkcs8).is_none());
     }
 
     #[test]
