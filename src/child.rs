@@ -314,6 +314,16 @@ pub fn stop(child: &Child, kill_after: Duration) -> libc::c_int {
     }
 }
 
+/// A wait status in words, for logs.
+pub fn describe(status: libc::c_int) -> String {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        format!("was killed by signal {sig} (exit status {})", 128 + sig)
+    } else {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    }
+}
+
 /// The shell convention: the exit status, or 128 + N for death by signal N.
 pub fn exit_code(status: libc::c_int) -> i32 {
     if libc::WIFSIGNALED(status) {

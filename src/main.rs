@@ -113,7 +113,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let (status, lost) = watch(&mut conn, &child, &lock_name, &settings, reporter, started);
     let code = child::exit_code(status);
     reporter.event(&format!(
-        "the command exited with status {code} after {:.1} s",
+        "the command {} after {:.1} s",
+        child::describe(status),
         started.elapsed().as_secs_f64()
     ));
 
