@@ -395,3 +395,52 @@ fn syslog_without_dev_log_breaks_nothing() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn ctrl_z_stops_sera_with_the_command_and_fg_resumes_both() {
+    // sera leads a new session on our pty, as a shell's foreground job would:
+    // the terminal's SIGTSTP stops the command, and sera must stop too, or
+    // the shell would never get the terminal back.
+    use std::os::unix::process::CommandExt;
+    let s = setup();
+    let log = s.dir.join("log");
+    let script = format!(
+        "echo ready > {log}; while [ ! -e {log}.go ]; do sleep 0.02; done",
+        log = log.display()
+    );
+    let (mut master, slave) = open_pty();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sera"));
+    cmd.arg("--config")
+        .arg(&s.config)
+        .args(["5", "sh", "-c", &script])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut sera = cmd.spawn().unwrap();
+    let pid = sera.id();
+    assert!(wait_until(LONG, || log.exists()));
+    master.write_all(b"\x1a").unwrap();
+    let state = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().chars().next()))
+            .flatten()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || state(pid) == Some('T')),
+        "sera did not stop with the command: state {:?}",
+        state(pid)
+    );
+    // `fg`: SIGCONT to the whole process group, then the job may finish.
+    unsafe { libc::kill(-(pid as i32), libc::SIGCONT) };
+    std::fs::write(format!("{}.go", log.display()), "").unwrap();
+    let status = sera.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
