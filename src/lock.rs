@@ -41,10 +41,12 @@ pub enum Refused {
 /// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours.
 pub fn acquire(conn: &mut Conn, name: &str, wait: Duration) -> Result<(), Refused> {
     let seconds = if conn.is_mariadb() {
-        format!("{:.3}", wait.as_secs_f64())
+        // Milliseconds, rounded up.
+        let ms = wait.as_nanos().div_ceil(1_000_000);
+        format!("{}.{:03}", ms / 1000, ms % 1000)
     } else {
         // MySQL takes whole seconds; round up so we never wait less than asked.
-        wait.as_secs_f64().ceil().to_string()
+        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK('{name}', {seconds})");
     let row = conn

@@ -113,9 +113,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let (status, lost) = watch(&mut conn, &child, &lock_name, &settings, reporter, started);
     let code = child::exit_code(status);
     reporter.event(&format!(
-        "the command {} after {:.1} s",
+        "the command {} after {} s",
         child::describe(status),
-        started.elapsed().as_secs_f64()
+        tenths(started.elapsed())
     ));
 
     // 7. Release: ending the session frees the lock at once.
@@ -181,14 +181,14 @@ fn watch(
             }
             Check::Lost(why) => why,
         };
-        let ran = started.elapsed().as_secs_f64();
+        let ran = tenths(started.elapsed());
         match settings.on_lost {
             OnLost::Term => {
                 reporter.fail(&Failure::new(
                     exit::LOCK_LOST,
                     "lost the lock",
                     format!(
-                        "{why}; stopping the command after {ran:.1} s \
+                        "{why}; stopping the command after {ran} s \
                          (SIGTERM, then SIGKILL after {} s)",
                         seconds(settings.kill_after)
                     ),
@@ -197,7 +197,7 @@ fn watch(
             }
             OnLost::Ignore => {
                 reporter.warn(&format!(
-                    "lost the lock after {ran:.1} s: {why}; \
+                    "lost the lock after {ran} s: {why}; \
                      on_lost=ignore, so the command goes on unprotected"
                 ));
                 checking = false;
@@ -300,13 +300,21 @@ fn command_line(command: &[OsString]) -> String {
     words.join(" ")
 }
 
+/// Seconds as the user wrote them: `5`, `0.5`. Integer arithmetic only: see
+/// `tenths`.
 fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s:.0}")
-    } else {
-        format!("{s}")
+    match d.subsec_nanos() {
+        0 => d.as_secs().to_string(),
+        ns => format!("{}.{}", d.as_secs(), format!("{ns:09}").trim_end_matches('0')),
     }
+}
+
+/// Seconds with one decimal, as `{:.1}` would print them. Floating point is
+/// kept out of sera: its parsing and formatting code alone would cost some
+/// 30 KB of the static binary.
+fn tenths(d: Duration) -> String {
+    let tenths = (d.as_millis() + 50) / 100;
+    format!("{}.{}", tenths / 10, tenths % 10)
 }
 
 const HELP: &str = "\

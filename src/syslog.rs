@@ -1,26 +1,42 @@
-//! Lines for syslog, through libc.
+//! Lines for syslog, written to `/dev/log` by hand.
 //!
 //! On a cron host the operator reads syslog, not sera's stderr, so every
 //! outcome worth knowing (acquired, timed out, skipped, lost, failed, the
-//! command's exit) can go there too. libc's syslog() quietly does nothing when
-//! the host has no `/dev/log`, which is what a minimal container wants.
+//! command's exit) can go there too. A line is one datagram in the format
+//! syslog daemons (rsyslog, syslog-ng, journald) read from the local socket:
+//! `<priority>sera[pid]: message`; they add the time and host themselves.
+//! libc's syslog() would do the same, but drags printf, strftime and the time
+//! zone code into the static binary. When the host has no `/dev/log`, which
+//! is what a minimal container wants, nothing is sent and nothing fails.
 
-use std::ffi::CString;
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
 
 pub use libc::{LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING};
 
-/// Open the log as `sera[pid]`. Call once, before the first `log`.
+static SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+
+/// Open the log. Call once, before the first `log`.
 pub fn open() {
-    // openlog keeps the pointer, so the identity must live for ever.
-    static IDENT: &[u8] = b"sera\0";
-    unsafe { libc::openlog(IDENT.as_ptr().cast(), libc::LOG_PID, libc::LOG_USER) };
+    SOCKET.get_or_init(|| {
+        let socket = UnixDatagram::unbound().ok()?;
+        socket.connect("/dev/log").ok()?;
+        // A stalled syslog daemon must never hold sera up.
+        socket.set_nonblocking(true).ok()?;
+        Some(socket)
+    });
 }
 
-/// Send one line at `priority`.
+/// Send one line at `priority` (facility user).
 pub fn log(priority: libc::c_int, line: &str) {
-    let Ok(line) = CString::new(line.replace('\0', " ")) else {
+    let Some(Some(socket)) = SOCKET.get() else {
         return;
     };
-    // Never pass user text as the format string.
-    unsafe { libc::syslog(priority, c"%s".as_ptr(), line.as_ptr()) };
+    let message = format!(
+        "<{}>sera[{}]: {}",
+        libc::LOG_USER | priority,
+        std::process::id(),
+        line.replace('\0', " ")
+    );
+    let _ = socket.send(message.as_bytes());
 }
