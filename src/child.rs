@@ -245,10 +245,10 @@ pub fn wait(child: &Child, timeout: Duration) -> Wake {
         if left.is_zero() {
             return Wake::Timeout;
         }
-        let ts = libc::timespec {
-            tv_sec: left.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        };
+        // Zeroed then filled: libc's `time_t` alias is deprecated on musl.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        ts.tv_sec = left.as_secs().min(i32::MAX as u64) as _;
+        ts.tv_nsec = left.subsec_nanos() as _;
         let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
         let sig = unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) };
         if sig < 0 {

@@ -768,6 +768,7 @@ fn check_auth_data_len(greeting: &[u8]) -> Result<(), Error> {
 }
 
 /// MariaDB's client_ed25519: the password signs the server's 32-byte nonce.
+#[cfg(feature = "ed25519")]
 fn ed25519_response(password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, Error> {
     use mysql_common::auth::plugins::client_ed25519::ClientEd25519;
     use mysql_common::auth::plugins::{ChallengeResponsePlugin, Context, Response};
@@ -799,6 +800,13 @@ fn ed25519_response(password: &[u8], nonce: &[u8]) -> Result<Vec<u8>, Error> {
         }) => Ok(signature),
         _ => Err(protocol("the server sent an unusable ed25519 challenge")),
     }
+}
+
+#[cfg(not(feature = "ed25519"))]
+fn ed25519_response(_password: &[u8], _nonce: &[u8]) -> Result<Vec<u8>, Error> {
+    Err(protocol(
+        "the account uses client_ed25519, which this sera was built without (the `ed25519` feature)",
+    ))
 }
 
 fn nul_terminated(password: &[u8]) -> Vec<u8> {
@@ -833,6 +841,20 @@ fn rsa_encrypt_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Result<Vec
         .collect::<String>();
     let der = base64_decode(body.trim()).ok_or_else(bad_key)?;
     let (modulus, exponent) = rsa_key_from_der(&der, kind).ok_or_else(bad_key)?;
+    // Real keys have e = 65537 and at most 16384 bits. Without bounds a
+    // hostile server makes the encryption below run for minutes or hours (a
+    // 16384-bit exponent alone costs seconds), far past any timeout.
+    let significant = |n: &[u8]| n.len() - n.iter().take_while(|&&b| b == 0).count();
+    if significant(modulus) > MAX_RSA_MODULUS_BYTES
+        || significant(exponent) > MAX_RSA_EXPONENT_BYTES
+    {
+        return Err(protocol(format!(
+            "the server's public key is larger than sera accepts (over {} bits, \
+             or an exponent over {} bits)",
+            MAX_RSA_MODULUS_BYTES * 8,
+            MAX_RSA_EXPONENT_BYTES * 8
+        )));
+    }
     let key = PublicKey::new(
         BigUint::from_bytes_be(modulus),
         BigUint::from_bytes_be(exponent),
@@ -851,6 +873,12 @@ fn rsa_encrypt_password(password: &[u8], nonce: &[u8], pem: &[u8]) -> Result<Vec
     key.encrypt_block(&mixed, Pkcs1OaepPadding::new(GetRandom))
         .map_err(|e| protocol(format!("RSA encryption of the password failed: {e}")))
 }
+
+/// The largest RSA key sera encrypts with: 16384 bits, as OpenSSL allows.
+const MAX_RSA_MODULUS_BYTES: usize = 2048;
+/// The largest public exponent: 256 bits, the bound of FIPS 186-4. Servers
+/// use 65537.
+const MAX_RSA_EXPONENT_BYTES: usize = 32;
 
 /// The modulus and exponent (big-endian bytes) of an RSA public key in DER:
 /// PKCS#1 `SEQUENCE { INTEGER n, INTEGER e }`, or PKCS#8 `SEQUENCE {
@@ -1029,6 +1057,70 @@ ZoqXs0jrkLuu20rWyZZoPnopwKR9Rbxst8M6sZPF3YtUQ9Il1R7TAgMBAAE=
             rsa_key_from_der(&[0x30, 0x06, 0x30, 0x00, 0x03, 0x02, 0x01, 0x00], Pkcs8).is_none()
         );
         assert!(rsa_key_from_der(&[0x30, 0x04, 0x30, 0x00, 0x03, 0x00], Pkcs8).is_none());
+    }
+
+    /// Found by review, confirmed with the client fuzz target: a server key
+    /// of 2048 bytes with an exponent as long made the client spend 48 s of
+    /// CPU in the fuzz build (a reply may hold 1 MiB: hours). Keys beyond
+    /// 16384 bits or exponents beyond 256 bits are refused before any math.
+    #[test]
+    fn oversized_server_key_is_refused_quickly() {
+        fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+            let len = body.len() as u32;
+            let mut out = vec![tag, 0x84];
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(body);
+            out
+        }
+        fn pem(modulus: &[u8], exponent: &[u8]) -> Vec<u8> {
+            let mut fields = der(0x02, modulus);
+            fields.extend(der(0x02, exponent));
+            let key = der(0x30, &fields);
+            let mut text = b"-----BEGIN RSA PUBLIC KEY-----\n".to_vec();
+            text.extend(base64_encode(&key));
+            text.extend_from_slice(b"\n-----END RSA PUBLIC KEY-----\n");
+            text
+        }
+        let started = Instant::now();
+        let big = |len: usize| {
+            let mut n = vec![0xc3; len];
+            n[len - 1] = 1;
+            n
+        };
+        let long_exponent = pem(&big(2048), &[0xff; 2048]);
+        let e = rsa_encrypt_password(b"pw\0", NONCE, &long_exponent).unwrap_err();
+        assert!(e.to_string().contains("larger than sera accepts"), "{e}");
+        let long_modulus = pem(&big(2049), &[1, 0, 1]);
+        assert!(rsa_encrypt_password(b"pw\0", NONCE, &long_modulus).is_err());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // At the limits (leading zeros do not count), it still works.
+        let mut modulus = vec![0];
+        modulus.extend(big(2048));
+        let out = rsa_encrypt_password(b"pw\0", NONCE, &pem(&modulus, &[1, 0, 1])).unwrap();
+        assert_eq!(out.len(), 2048);
+        let mut exponent = vec![0; 4];
+        exponent.extend([0xff; 32]);
+        let out = rsa_encrypt_password(b"pw\0", NONCE, &pem(&big(256), &exponent)).unwrap();
+        assert_eq!(out.len(), 256);
+    }
+
+    fn base64_encode(bytes: &[u8]) -> Vec<u8> {
+        const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(DIGITS[(n >> (18 - 6 * i) & 63) as usize]);
+                } else {
+                    out.push(b'=');
+                }
+            }
+        }
+        out
     }
 
     #[test]

@@ -226,6 +226,7 @@ fn tls_preferred_against_a_server_without_tls_connects_in_clear() {
 }
 
 #[test]
+#[cfg(feature = "ed25519")]
 fn a_mariadb_ed25519_account_authenticates() {
     let server = Server::start();
     server.sql("INSTALL SONAME 'auth_ed25519'");
