@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # The release artefact: a fully static sera for x86_64 Linux (musl, static-pie),
-# stripped, with no TLS. Prints its path, size and sha256, and fails if the
-# binary turned out dynamic.
+# stripped. Prints its path, size and sha256, and fails if the binary turned
+# out dynamic, does not run, or is over its size budget.
 #
-#   scripts/build-static.sh            # -> target/x86_64-unknown-linux-musl/release/sera
-#   scripts/build-static.sh --quiet    # extra arguments go to cargo build
+#   scripts/build-static.sh                        # TLS and ed25519: budget 2 MiB
+#   scripts/build-static.sh --no-default-features  # the small build: budget 600 KiB
+#   (other arguments go to cargo build)
 #
-# Needs only rustup's musl target (`rustup target add x86_64-unknown-linux-musl`):
-# Rust ships musl and its start files, and sera has no C dependencies. The
-# linker settings live in .cargo/config.toml.
+# Needs rustup's musl target (`rustup target add x86_64-unknown-linux-musl`);
+# Rust ships musl and its start files. With TLS, ring's C and assembly parts
+# are compiled by musl-gcc (`apt-get install musl-tools`). The linker
+# settings live in .cargo/config.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=x86_64-unknown-linux-musl
-BUDGET_KIB=600
+case " $* " in
+  *" --no-default-features "*) BUDGET_KIB=600 ;;
+  *) BUDGET_KIB=2048
+     command -v musl-gcc >/dev/null || {
+       echo "build-static: TLS needs musl-gcc: apt-get install musl-tools" \
+            "(or build without TLS: --no-default-features)" >&2
+       exit 1
+     } ;;
+esac
 
 cargo build --release --locked --target "$TARGET" "$@" >&2
 
@@ -58,3 +68,7 @@ echo "size:   $bytes bytes ($kib KiB; budget $BUDGET_KIB KiB)"
 echo "sha256: $sha"
 echo "type:   $kind"
 echo "runs:   $version"
+if [ "$bytes" -gt $((BUDGET_KIB * 1024)) ]; then
+  echo "build-static: over the size budget of $BUDGET_KIB KiB" >&2
+  exit 1
+fi
