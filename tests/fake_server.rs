@@ -892,3 +892,48 @@ fn scripted_server_binary_access_denied_hint_hides_the_password() {
         "{stderr}"
     );
 }
+
+/// Authenticate by fast auth, then answer the client's GET_LOCK with `error`.
+fn refuse_get_lock(error: Vec<u8>) -> impl FnOnce(&mut TcpStream) + Send + 'static {
+    move |s| {
+        write_packet(s, 0, &greeting("caching_sha2_password", &NONCE));
+        read_hello(s);
+        write_packet(s, 2, &[0x01, 0x03]);
+        write_packet(s, 3, &ok_packet());
+        let query = read_packet(s, 0);
+        assert!(query.starts_with(b"\x03SELECT GET_LOCK('"), "{query:?}");
+        write_packet(s, 1, &error);
+        hold(s);
+    }
+}
+
+#[test]
+fn scripted_server_binary_get_lock_refused_by_a_galera_node() {
+    // What MariaDB with wsrep_on=ON answers; no single server says this.
+    let error = err_packet(
+        1235,
+        Some("42000"),
+        "This version of MariaDB doesn't yet support 'GET_LOCK in cluster (WSREP_ON=ON)'",
+    );
+    let (code, stdout, stderr) = run_sera("galera", refuse_get_lock(error));
+    let line = assert_connect_failure(code, &stdout, &stderr);
+    assert!(line.starts_with("sera: cannot take the lock: "), "{line}");
+    assert!(line.contains("1235") && line.contains("WSREP_ON"), "{line}");
+    assert!(
+        stderr.contains("Galera"),
+        "the hint names the cause: {stderr}"
+    );
+}
+
+#[test]
+fn scripted_server_binary_get_lock_refused_for_its_name() {
+    // MySQL 5.7+ refuses names over 64 characters (sera's are 32).
+    let error = err_packet(3057, Some("42000"), "Incorrect user-level lock name 'x'.");
+    let (code, stdout, stderr) = run_sera("badname", refuse_get_lock(error));
+    let line = assert_connect_failure(code, &stdout, &stderr);
+    assert!(line.starts_with("sera: cannot take the lock: "), "{line}");
+    assert!(
+        line.contains("3057") && line.contains("lock name"),
+        "{line}"
+    );
+}
