@@ -305,7 +305,11 @@ fn command_line(command: &[OsString]) -> String {
 fn seconds(d: Duration) -> String {
     match d.subsec_nanos() {
         0 => d.as_secs().to_string(),
-        ns => format!("{}.{}", d.as_secs(), format!("{ns:09}").trim_end_matches('0')),
+        ns => format!(
+            "{}.{}",
+            d.as_secs(),
+            format!("{ns:09}").trim_end_matches('0')
+        ),
     }
 }
 
