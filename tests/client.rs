@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sera::dsn::Dsn;
 use sera::mysql::{Conn, Error};
-use support::{shared_dsn, Server};
+use support::{shared_dsn, ClosedPort, Server};
 
 fn connect(dsn: &str) -> Result<Conn, Error> {
     Conn::connect(&Dsn::parse(dsn).unwrap())
@@ -81,10 +81,8 @@ fn unknown_database_is_server_error_1049() {
 
 #[test]
 fn a_closed_port_fails_fast() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = ClosedPort::new();
+    let port = closed.port;
     let started = Instant::now();
     let err = connect(&format!("u:p@tcp(127.0.0.1:{port})/"))
         .err()

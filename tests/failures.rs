@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
 use support::sera::{Outcome, Setup};
-use support::{shared_dsn, Server};
+use support::{shared_dsn, ClosedPort, Server};
 
 /// A password distinctive enough to spot anywhere it leaks.
 const SECRET: &str = "Sup3r-S3cret";
@@ -170,11 +170,8 @@ fn bad_arguments_are_201() {
 
 #[test]
 fn network_failures_are_202_within_the_timeout() {
-    let closed_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::new();
+    let closed_port = closed.port;
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let cases = [

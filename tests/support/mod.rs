@@ -913,3 +913,43 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.path);
     }
 }
+
+/// A TCP port on 127.0.0.1 that refuses connections for as long as this
+/// lives: bound but never listening, so no other test can take it meanwhile
+/// (a port merely freed may be reused at once by a parallel test).
+pub struct ClosedPort {
+    fd: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        use std::os::fd::FromRawFd;
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_in).cast(),
+                len,
+            );
+            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            let mut bound: libc::sockaddr_in = std::mem::zeroed();
+            let mut len = len;
+            libc::getsockname(
+                fd.as_raw_fd(),
+                (&mut bound as *mut libc::sockaddr_in).cast(),
+                &mut len,
+            );
+            ClosedPort {
+                fd,
+                port: u16::from_be(bound.sin_port),
+            }
+        }
+    }
+}
