@@ -285,7 +285,14 @@ fn wait_and_skip_runs_once_and_the_others_skip() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Both are blocked in GET_LOCK on this command's lock before it ends.
+    let name = sera::md5::hex_digest(format!("sh -c {script}").as_bytes());
+    assert!(wait_until(LONG, || {
+        Server::shared().sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE STATE = 'User lock' AND INFO LIKE '%{name}%'"
+        )) == "2"
+    }));
     std::fs::write(&gate, "").unwrap();
     assert!(first.wait().unwrap().success());
     let plain = Outcome::from(plain.wait_with_output().unwrap());

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -194,7 +195,7 @@ fn on_lost_ignore_lets_the_command_finish() {
         pid = s.dir.join("pid").display(),
         gate = gate.display()
     );
-    let sera = s
+    let mut sera = s
         .command(&[
             "--check-interval",
             "200ms",
@@ -210,16 +211,23 @@ fn on_lost_ignore_lets_the_command_finish() {
     assert!(wait_until(LONG, || s.dir.join("pid").exists()));
     let id = server.sql(&is_used_lock_sql(&format!("sh -c {script}")));
     server.sql(&format!("KILL {id}"));
-    // Give sera a few checks to notice, then let the command finish.
-    std::thread::sleep(Duration::from_millis(800));
-    std::fs::write(&gate, "").unwrap();
-    let out = Outcome::from(sera.wait_with_output().unwrap());
-    assert_eq!(out.code, 5, "{}", out.stderr);
+    // sera says it lost the lock and lets the command go on: only then may
+    // the command finish.
+    let stderr = BufReader::new(sera.stderr.take().unwrap());
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let warning = said.recv_timeout(LONG).expect("sera said nothing");
     assert!(
-        out.stderr.contains("sera: warning: lost the lock"),
-        "{}",
-        out.stderr
+        warning.starts_with("sera: warning: lost the lock"),
+        "{warning}"
     );
+    assert!(alive(sera.id()), "sera must wait for the command");
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(sera.wait().unwrap().code(), Some(5));
 }
 
 #[test]
