@@ -351,10 +351,13 @@ config file (JSON):
     \"server\": \"user:password@tcp(db.example.com:3306)/?timeout=5s\",
     \"syslog\": true,
     \"verbose\": false,
-    \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\"
+    \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
+    \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
-  server is a go-sql-driver/mysql DSN; $SERA_PASSWORD, if set, replaces its
-  password. Durations are Go's: 500ms, 5s, 2m, 1h30m.
+  server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
+  $SERA_PASSWORD, if set, replaces its password. The tls_ files are for
+  tls=true; relative to the config's folder. Durations are Go's: 500ms, 5s,
+  2m, 1h30m.
 
 exit codes:
   the command's own   it ran; its exit status is passed through
