@@ -145,7 +145,7 @@ impl Watch {
                 self.unanswered = 0;
                 match first_value(row).as_deref() {
                     Some("1") => Check::Ours,
-                    _ => Check::Lost("the server says another session holds it now".into()),
+                    _ => Check::Lost("the server says this session no longer holds it".into()),
                 }
             }
         }
