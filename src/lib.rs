@@ -10,6 +10,7 @@ pub mod lock;
 pub mod md5;
 pub mod mysql;
 pub mod report;
+mod server_key;
 pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;
