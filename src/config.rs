@@ -112,6 +112,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     server.tls_ca = file(&root, "tls_ca", path)?;
     server.tls_cert = file(&root, "tls_cert", path)?;
     server.tls_key = file(&root, "tls_key", path)?;
+    if server.tls_cert.is_some() != server.tls_key.is_some() {
+        return Err("\"tls_cert\" and \"tls_key\" go together: give both or neither".into());
+    }
     let has_tls_files = server.tls_ca.is_some() || server.tls_cert.is_some();
     if has_tls_files && server.tls == crate::dsn::Tls::False {
         warnings.push("tls_ca or tls_cert is set, but the DSN has no tls=true: TLS is off".into());
@@ -206,4 +209,70 @@ fn readable_by_others(path: &Path) -> Option<String> {
             path.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_at(json: &str) -> Result<Config, String> {
+        // A path that does not exist: no permission warning, and relative
+        // TLS files resolve against its folder.
+        parse(json, Path::new("/etc/sera/sera.json"))
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_folder() {
+        let config = parse_at(
+            r#"{"server": "u@tcp(db:3306)/?tls=true", "tls_ca": "ca.pem",
+                "tls_cert": "/abs/client.pem", "tls_key": "keys/client.key"}"#,
+        )
+        .unwrap();
+        let server = &config.server;
+        assert_eq!(
+            server.tls_ca.as_deref(),
+            Some(Path::new("/etc/sera/ca.pem"))
+        );
+        assert_eq!(
+            server.tls_cert.as_deref(),
+            Some(Path::new("/abs/client.pem"))
+        );
+        assert_eq!(
+            server.tls_key.as_deref(),
+            Some(Path::new("/etc/sera/keys/client.key"))
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn tls_files_without_tls_in_the_dsn_are_a_warning() {
+        let config = parse_at(r#"{"server": "u@tcp(db:3306)/", "tls_ca": "ca.pem"}"#).unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert!(
+            config.warnings[0].contains("TLS is off"),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let e = parse_at(r#"{"server": "u@tcp(db)/?tls=true", "tls_cert": "c.pem"}"#).unwrap_err();
+        assert!(e.contains("go together"), "{e}");
+        let e = parse_at(r#"{"server": "u@tcp(db)/?tls=true", "tls_key": "k.pem"}"#).unwrap_err();
+        assert!(e.contains("go together"), "{e}");
+    }
+
+    #[test]
+    fn liveness_settings_are_read() {
+        let config = parse_at(
+            r#"{"server": "u@tcp(db)/", "check_interval": "2s", "on_lost": "ignore",
+                "kill_after": "1m", "syslog": true, "verbose": null}"#,
+        )
+        .unwrap();
+        assert_eq!(config.check_interval, Some(Duration::from_secs(2)));
+        assert_eq!(config.on_lost, Some(OnLost::Ignore));
+        assert_eq!(config.kill_after, Some(Duration::from_secs(60)));
+        assert!(config.syslog && !config.verbose);
+    }
 }
