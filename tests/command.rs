@@ -322,26 +322,11 @@ fn wait_and_skip_runs_once_and_the_others_skip() {
 fn syslog_gets_the_outcomes() {
     // A datagram socket of our own, seen by sera as /dev/log inside a private
     // mount namespace, so the test reads exactly what sera logs.
-    let dir = TempDir::new();
-    let log = UnixDatagram::bind(dir.join("log")).unwrap();
+    let dev = TempDir::new();
+    let log = UnixDatagram::bind(dev.join("log")).unwrap();
     log.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let s = Setup::with_json(&format!(
-        "{{\"server\": \"{}\", \"syslog\": true}}",
-        shared_dsn()
-    ));
-    let sera = env!("CARGO_BIN_EXE_sera");
-    let in_namespace = |args: &str| {
-        let script = format!(
-            "mount --bind {} /dev && exec {sera} --config {} {args}",
-            dir.path.display(),
-            s.config.display()
-        );
-        Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
-            .output()
-            .unwrap()
-    };
-    let out = in_namespace("5 sh -c 'exit 4'");
+    let s = syslog_setup();
+    let out = sera_with_dev(&dev, &s, "5 sh -c 'exit 4'");
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -349,11 +334,15 @@ fn syslog_gets_the_outcomes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = read_datagrams(&log, 2);
+    // user.notice for outcomes, with sera's pid.
     assert!(
-        lines[0].contains("sera[") && lines[0].contains("acquired the lock"),
+        lines[0].starts_with("<13>sera[") && lines[0].contains("acquired the lock"),
         "{lines:?}"
     );
-    assert!(lines[1].contains("exited with status 4"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("<13>") && lines[1].contains("exited with status 4"),
+        "{lines:?}"
+    );
     for line in &lines {
         // Each line names the lock and the command.
         assert!(line.contains("sh -c exit 4"), "{line}");
@@ -361,13 +350,46 @@ fn syslog_gets_the_outcomes() {
         assert!(line.contains(&format!("lock {name}")), "{line}");
     }
 
-    let out = in_namespace("5 no-such-command-anywhere");
+    // A failure goes to user.err, as it said on stderr.
+    let out = sera_with_dev(&dev, &s, "5 no-such-command-anywhere");
     assert_eq!(out.status.code(), Some(203));
     let lines = read_datagrams(&log, 2);
     assert!(
-        lines[1].contains("cannot run no-such-command-anywhere"),
+        lines[1].starts_with("<11>") && lines[1].contains("cannot run no-such-command-anywhere"),
         "{lines:?}"
     );
+}
+
+#[test]
+fn syslog_without_dev_log_breaks_nothing() {
+    // This machine may have no /dev/log; make sure of it in a namespace.
+    let dev = TempDir::new();
+    let out = sera_with_dev(&dev, &syslog_setup(), "5 echo fine");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+fn syslog_setup() -> Setup {
+    Setup::with_json(&format!(
+        "{{\"server\": \"{}\", \"syslog\": true}}",
+        shared_dsn()
+    ))
+}
+
+/// Run sera (with `args`, a shell fragment) in a private mount namespace
+/// where `dev` is mounted over /dev: sera finds `dev/log` as /dev/log.
+fn sera_with_dev(dev: &TempDir, setup: &Setup, args: &str) -> std::process::Output {
+    let script = format!(
+        "mount --bind {} /dev && exec {} --config {} {args}",
+        dev.path.display(),
+        env!("CARGO_BIN_EXE_sera"),
+        setup.config.display()
+    );
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap()
 }
 
 fn read_datagrams(socket: &UnixDatagram, count: usize) -> Vec<String> {
@@ -378,29 +400,6 @@ fn read_datagrams(socket: &UnixDatagram, count: usize) -> Vec<String> {
             String::from_utf8_lossy(&buf[..n]).into_owned()
         })
         .collect()
-}
-
-#[test]
-fn syslog_without_dev_log_breaks_nothing() {
-    // This machine may have no /dev/log; make sure of it in a namespace.
-    let dir = TempDir::new();
-    let s = Setup::with_json(&format!(
-        "{{\"server\": \"{}\", \"syslog\": true}}",
-        shared_dsn()
-    ));
-    let script = format!(
-        "mount --bind {} /dev && exec {} --config {} 5 echo fine",
-        dir.path.display(),
-        env!("CARGO_BIN_EXE_sera"),
-        s.config.display()
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
 #[test]
