@@ -77,13 +77,6 @@ pub fn holder(conn: &mut Conn, name: &str) -> Option<String> {
     }
 }
 
-/// Give the lock back. Closing the connection would do as well; this makes
-/// the hand-off explicit for whoever waits next.
-pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
-    let sql = format!("SELECT RELEASE_LOCK('{name}')");
-    conn.query_row(&sql, conn.reply_timeout()).map(drop)
-}
-
 /// What one liveness check found.
 #[derive(Debug)]
 pub enum Check {

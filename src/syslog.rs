@@ -12,7 +12,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
 
-pub use libc::{LOG_ERR, LOG_INFO, LOG_NOTICE, LOG_WARNING};
+pub use libc::{LOG_ERR, LOG_NOTICE, LOG_WARNING};
 
 static SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
 
