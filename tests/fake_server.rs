@@ -12,11 +12,12 @@
 //! A failed check inside a script is reported before whatever the client saw,
 //! so a wrong scramble reads as a wrong scramble, not as a closed connection.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use mysql_common::packets::{HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use sera::dsn::Dsn;
 use sera::mysql::{Conn, Error};
+use support::TempDir;
 
 const PASSWORD: &str = "secret";
 const NONCE: [u8; 20] = *b"0123456789abcdefghij";
@@ -289,24 +291,6 @@ fn query_error(reply: impl FnOnce(&mut TcpStream, CapabilityFlags) + Send + 'sta
     error
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("sera-fake-server-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn openssl(args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
@@ -380,8 +364,8 @@ fn scripted_server_caching_sha2_fast_auth_then_query() {
 
 #[test]
 fn scripted_server_caching_sha2_full_auth_over_tcp() {
-    let dir = TempDir::new("rsa");
-    let key = dir.0.join("key.pem");
+    let dir = TempDir::new();
+    let key = dir.join("key.pem");
     let key_arg = key.to_str().unwrap();
     openssl(&["genrsa", "-out", key_arg, "2048"]);
     let spki = openssl(&["rsa", "-in", key_arg, "-pubout"]);
@@ -393,7 +377,7 @@ fn scripted_server_caching_sha2_full_auth_over_tcp() {
     let long = "a-password-longer-than-the-20-byte-nonce";
     for (pem, password) in [(spki, PASSWORD), (pkcs1, long)] {
         let key = key.clone();
-        let blob = dir.0.join("blob");
+        let blob = dir.join("blob");
         let result = with_server(
             move |s| {
                 write_packet(s, 0, &greeting("caching_sha2_password", &NONCE));
@@ -807,12 +791,9 @@ fn scripted_server_endless_rows_hit_the_reply_cap() {
 
 /// Run `sera --config FILE 0 true` against a server playing `script`, with a
 /// config file that points at it. Returns (exit code, stdout, stderr).
-fn run_sera(
-    tag: &str,
-    script: impl FnOnce(&mut TcpStream) + Send + 'static,
-) -> (Option<i32>, String, String) {
-    let dir = TempDir::new(tag);
-    let config = dir.0.join("sera.json");
+fn run_sera(script: impl FnOnce(&mut TcpStream) + Send + 'static) -> (Option<i32>, String, String) {
+    let dir = TempDir::new();
+    let config = dir.join("sera.json");
     let (output, elapsed) = with_server(script, |port| {
         let json = format!(r#"{{"server":"u:{PASSWORD}@tcp(127.0.0.1:{port})/?timeout=1s"}}"#);
         std::fs::write(&config, json).unwrap();
@@ -855,7 +836,7 @@ fn assert_connect_failure(code: Option<i32>, stdout: &str, stderr: &str) -> Stri
 
 #[test]
 fn scripted_server_binary_silent_listener() {
-    let (code, stdout, stderr) = run_sera("silent", |s| {
+    let (code, stdout, stderr) = run_sera(|s| {
         hold(s);
     });
     let line = assert_connect_failure(code, &stdout, &stderr);
@@ -864,7 +845,7 @@ fn scripted_server_binary_silent_listener() {
 
 #[test]
 fn scripted_server_binary_http_server() {
-    let (code, stdout, stderr) = run_sera("http", |s| {
+    let (code, stdout, stderr) = run_sera(|s| {
         s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             .unwrap();
         hold(s);
@@ -875,7 +856,7 @@ fn scripted_server_binary_http_server() {
 
 #[test]
 fn scripted_server_binary_access_denied_hint_hides_the_password() {
-    let (code, stdout, stderr) = run_sera("denied", |s| {
+    let (code, stdout, stderr) = run_sera(|s| {
         write_packet(s, 0, &greeting("caching_sha2_password", &NONCE));
         read_hello(s);
         write_packet(
@@ -915,7 +896,7 @@ fn scripted_server_binary_get_lock_refused_by_a_galera_node() {
         Some("42000"),
         "This version of MariaDB doesn't yet support 'GET_LOCK in cluster (WSREP_ON=ON)'",
     );
-    let (code, stdout, stderr) = run_sera("galera", refuse_get_lock(error));
+    let (code, stdout, stderr) = run_sera(refuse_get_lock(error));
     let line = assert_connect_failure(code, &stdout, &stderr);
     assert!(line.starts_with("sera: cannot take the lock: "), "{line}");
     assert!(line.contains("1235") && line.contains("WSREP_ON"), "{line}");
@@ -929,7 +910,7 @@ fn scripted_server_binary_get_lock_refused_by_a_galera_node() {
 fn scripted_server_binary_get_lock_refused_for_its_name() {
     // MySQL 5.7+ refuses names over 64 characters (sera's are 32).
     let error = err_packet(3057, Some("42000"), "Incorrect user-level lock name 'x'.");
-    let (code, stdout, stderr) = run_sera("badname", refuse_get_lock(error));
+    let (code, stdout, stderr) = run_sera(refuse_get_lock(error));
     let line = assert_connect_failure(code, &stdout, &stderr);
     assert!(line.starts_with("sera: cannot take the lock: "), "{line}");
     assert!(
