@@ -17,7 +17,6 @@ mod support;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +29,7 @@ use mysql_common::packets::{HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use sera::dsn::Dsn;
 use sera::mysql::{Conn, Error};
+use support::sera::Setup;
 use support::TempDir;
 
 const PASSWORD: &str = "secret";
@@ -792,21 +792,11 @@ fn scripted_server_endless_rows_hit_the_reply_cap() {
 /// Run `sera --config FILE 0 true` against a server playing `script`, with a
 /// config file that points at it. Returns (exit code, stdout, stderr).
 fn run_sera(script: impl FnOnce(&mut TcpStream) + Send + 'static) -> (Option<i32>, String, String) {
-    let dir = TempDir::new();
-    let config = dir.join("sera.json");
     let (output, elapsed) = with_server(script, |port| {
-        let json = format!(r#"{{"server":"u:{PASSWORD}@tcp(127.0.0.1:{port})/?timeout=1s"}}"#);
-        std::fs::write(&config, json).unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let setup = Setup::new(&format!("u:{PASSWORD}@tcp(127.0.0.1:{port})/?timeout=1s"));
         let started = Instant::now();
-        let output = Command::new(env!("CARGO_BIN_EXE_sera"))
-            .args([
-                "--config".as_ref(),
-                config.as_os_str(),
-                "0".as_ref(),
-                "true".as_ref(),
-            ])
-            .env_remove("SERA_CONFIG")
+        let output = setup
+            .command(&["0", "true"])
             .env_remove("SERA_PASSWORD")
             .output()
             .expect("run sera");
