@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::OnLost;
+use crate::config::{self, OnLost, Orphans};
 use crate::dsn::parse_duration;
 
 #[derive(Debug, Default)]
@@ -22,6 +22,7 @@ pub struct Args {
     pub check_interval: Option<Duration>,
     pub on_lost: Option<OnLost>,
     pub kill_after: Option<Duration>,
+    pub orphans: Option<Orphans>,
 }
 
 /// What the user asked for.
@@ -47,7 +48,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             Long("config") => out.config = Some(parser.value().map_err(|e| e.to_string())?.into()),
             Short('v') | Long("verbose") => out.verbose = true,
             Long("check-interval") => {
-                out.check_interval = Some(duration_flag(&mut parser, "--check-interval")?)
+                let interval = duration_flag(&mut parser, "--check-interval")?;
+                out.check_interval = Some(
+                    config::check_interval(interval)
+                        .map_err(|e| format!("--check-interval: {e}"))?,
+                );
             }
             Long("kill-after") => {
                 out.kill_after = Some(duration_flag(&mut parser, "--kill-after")?)
@@ -55,6 +60,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             Long("on-lost") => {
                 let value = string_value(&mut parser, "--on-lost")?;
                 out.on_lost = Some(OnLost::parse(&value).map_err(|e| format!("--on-lost: {e}"))?);
+            }
+            Long("orphans") => {
+                let value = string_value(&mut parser, "--orphans")?;
+                out.orphans = Some(Orphans::parse(&value).map_err(|e| format!("--orphans: {e}"))?);
             }
             Short('h') | Long("help") => return Ok(Request::Help),
             Short('V') | Long("version") => return Ok(Request::Version),
@@ -158,6 +167,9 @@ mod tests {
         assert!(run(&["--bogus", "5", "x"]).is_err());
         assert!(run(&["--on-lost", "explode", "5", "x"]).is_err());
         assert!(run(&["--kill-after", "soon", "5", "x"]).is_err());
+        assert!(run(&["--orphans", "keep", "5", "x"]).is_err());
+        let e = run(&["--check-interval", "1ns", "5", "x"]).unwrap_err();
+        assert!(e.contains("the least is 100ms"), "{e}");
     }
 
     #[test]
@@ -168,10 +180,13 @@ mod tests {
             "--on-lost=ignore",
             "--kill-after",
             "500ms",
+            "--orphans",
+            "term",
             "1",
             "x",
         ])
         .unwrap();
+        assert_eq!(a.orphans, Some(Orphans::Term));
         assert_eq!(a.check_interval, Some(Duration::from_secs(1)));
         assert_eq!(a.on_lost, Some(OnLost::Ignore));
         assert_eq!(a.kill_after, Some(Duration::from_millis(500)));

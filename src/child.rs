@@ -7,6 +7,11 @@
 //! anything else goes on to the child, and the timeout is the moment to check
 //! the lock. If sera dies, `PR_SET_PDEATHSIG` kills the child at once, because
 //! the server frees the lock the moment sera's connection drops.
+//!
+//! What sera guards is the command's whole process tree, not one pid: sera
+//! is a child subreaper, so whatever the command starts stays below sera
+//! even when its parent exits, and sera knows the tree is empty when it has
+//! no child left to wait for.
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -15,10 +20,28 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-/// The started command.
+use crate::tree;
+
+/// The started command and what is known of its tree.
 pub struct Child {
     pub pid: libc::pid_t,
+    /// The command's wait status, once it has exited.
+    pub status: Option<libc::c_int>,
+    /// Nothing of the tree is left: no child of sera's, the command included.
+    pub tree_empty: bool,
+    /// The stop signal sera received (SIGTERM, SIGINT, SIGHUP, SIGQUIT), if any.
+    pub stop_signal: Option<libc::c_int>,
 }
+
+/// The signals that ask sera (a process manager's stop, Ctrl-C, a hangup)
+/// to end the run: the command gets them, and what it leaves is stopped.
+const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// After SIGKILL, how long sera waits for the tree to go before it names
+/// what is left and gives up. Only a process in uninterruptible sleep (a
+/// hung NFS mount, a device that does not answer) or one sera may not
+/// signal (set-user-ID) outlives SIGKILL; waiting for it could be forever.
+const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// Signals sera does not collect: those it cannot block, and the synchronous
 /// faults, which must keep killing sera itself if they ever happen.
@@ -48,10 +71,29 @@ fn forwarded_signals() -> libc::sigset_t {
     }
 }
 
+/// As PID 1 of a PID namespace (a container's first process), sera would
+/// never die of a signal left at its default: the kernel drops those. Until
+/// the command starts, dying is right (the server cancels the lock wait and
+/// frees the lock when the connection drops), so give the stop signals a
+/// handler that does just that, with the shell's 128+N.
+pub fn stop_on_signals_as_init() {
+    if unsafe { libc::getpid() } != 1 {
+        return;
+    }
+    extern "C" fn exit_now(sig: libc::c_int) {
+        unsafe { libc::_exit(128 + sig) };
+    }
+    for sig in STOP_SIGNALS {
+        let handler: extern "C" fn(libc::c_int) = exit_now;
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
 /// Block every signal sera forwards (and SIGCHLD), so none is lost between
 /// fork and the wait loop: one that arrives early waits, pending, for it.
 /// Until this is called the default dispositions stand, so sera interrupted
 /// while it waits for the lock simply dies, and the server cancels the wait.
+/// (A blocked signal is kept for sera even when it is PID 1.)
 pub fn block_signals() -> SignalMask {
     unsafe {
         let set = forwarded_signals();
@@ -177,6 +219,8 @@ pub fn spawn(
         }
     };
     let parent = unsafe { libc::getpid() };
+    // Whatever the command leaves when it exits comes to sera, not to init.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
 
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -224,54 +268,161 @@ pub fn spawn(
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         return Err(SpawnError { errno });
     }
-    Ok(Child { pid })
+    Ok(Child {
+        pid,
+        status: None,
+        tree_empty: false,
+        stop_signal: None,
+    })
 }
 
 /// What ended a wait.
 pub enum Wake {
-    /// The command ended, with this wait status.
-    Exited(libc::c_int),
     /// The time given has passed: time to check the lock.
     Timeout,
+    /// The command exited; `status` holds how, and `tree_empty` whether it
+    /// left anything behind.
+    CommandExited,
+    /// The last process of the tree (after the command) has exited.
+    TreeEmpty,
+    /// A stop signal arrived after the command had exited: there is no one
+    /// to forward it to, and what is left must be stopped.
+    StopAsked,
 }
 
-/// Wait until the child exits or `timeout` passes, forwarding every signal
-/// that arrives meanwhile.
-pub fn wait(child: &Child, timeout: Duration) -> Wake {
-    let set = forwarded_signals();
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Wake::Timeout;
-        }
-        // Zeroed then filled: libc's `time_t` alias is deprecated on musl.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-        ts.tv_sec = left.as_secs().min(i32::MAX as u64) as _;
-        ts.tv_nsec = left.subsec_nanos() as _;
-        let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-        let sig = unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) };
-        if sig < 0 {
-            match last_errno() {
-                libc::EAGAIN => return Wake::Timeout,
-                _ => continue,
+impl Child {
+    /// Wait until something happens to the tree or `timeout` passes (None:
+    /// no timeout), forwarding every signal that arrives meanwhile to the
+    /// command.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Wake {
+        let set = forwarded_signals();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+            let sig = match deadline {
+                None => unsafe { libc::sigwaitinfo(&set, info.as_mut_ptr()) },
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Wake::Timeout;
+                    }
+                    // Zeroed then filled: libc's `time_t` alias is deprecated on musl.
+                    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+                    ts.tv_sec = left.as_secs().min(i32::MAX as u64) as _;
+                    ts.tv_nsec = left.subsec_nanos() as _;
+                    unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) }
+                }
+            };
+            if sig < 0 {
+                match last_errno() {
+                    libc::EAGAIN => return Wake::Timeout,
+                    _ => continue,
+                }
+            }
+            if sig == libc::SIGCHLD {
+                let was_running = self.status.is_none();
+                self.reap();
+                if was_running && self.status.is_some() {
+                    return Wake::CommandExited;
+                }
+                if self.tree_empty {
+                    return Wake::TreeEmpty;
+                }
+                continue;
+            }
+            if STOP_SIGNALS.contains(&sig) {
+                self.stop_signal = Some(sig);
+                if self.status.is_some() {
+                    return Wake::StopAsked;
+                }
+            }
+            if self.status.is_none() {
+                forward(self.pid, sig, unsafe { &info.assume_init() });
             }
         }
-        if sig == libc::SIGCHLD {
-            if let Some(status) = reap(child) {
-                return Wake::Exited(status);
+    }
+
+    /// Collect every exited child: the command, and the orphans of its tree
+    /// that the kernel hands to sera (as subreaper, or as PID 1).
+    fn reap(&mut self) {
+        loop {
+            let mut status = 0;
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid == self.pid {
+                self.status = Some(status);
             }
-            continue;
+            if pid <= 0 {
+                // 0: children left, none exited; ECHILD: none left at all.
+                self.tree_empty = pid < 0 && last_errno() == libc::ECHILD;
+                return;
+            }
         }
-        let info = unsafe { info.assume_init() };
-        forward(child, sig, &info);
+    }
+
+    /// Stop the whole tree: SIGTERM to every process of it, SIGKILL to
+    /// whatever is left `kill_after` later, until nothing is. Returns the
+    /// processes that outlived SIGKILL for GIVE_UP_AFTER_KILL, if any.
+    pub fn stop(&mut self, kill_after: Duration) -> Vec<tree::Process> {
+        self.signal_tree(libc::SIGTERM);
+        if self.wait_for_empty(kill_after) {
+            return Vec::new();
+        }
+        let give_up = Instant::now() + GIVE_UP_AFTER_KILL;
+        loop {
+            // Again and again: a process may have forked since the last round.
+            self.signal_tree(libc::SIGKILL);
+            if self.wait_for_empty(Duration::from_millis(100)) {
+                return Vec::new();
+            }
+            if Instant::now() >= give_up {
+                return tree::below_sera().unwrap_or_default();
+            }
+        }
+    }
+
+    /// What the command left running, for the message that says so.
+    pub fn leftovers(&self) -> Vec<tree::Process> {
+        tree::below_sera().unwrap_or_default()
+    }
+
+    fn wait_for_empty(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.tree_empty {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.wait(Some(left));
+        }
+        true
+    }
+
+    /// Send `sig` to every process of the tree. As PID 1 that is everyone
+    /// else in the namespace, which `kill(-1)` reaches without /proc. Without
+    /// a usable /proc only the command itself can be named.
+    fn signal_tree(&self, sig: libc::c_int) {
+        if unsafe { libc::getpid() } == 1 {
+            unsafe { libc::kill(-1, sig) };
+            return;
+        }
+        match tree::below_sera() {
+            Some(processes) => {
+                for process in processes {
+                    unsafe { libc::kill(process.pid, sig) };
+                }
+            }
+            None if self.status.is_none() => unsafe {
+                libc::kill(self.pid, sig);
+            },
+            None => {}
+        }
     }
 }
 
 /// Pass a signal on. One the kernel sent on behalf of the terminal (Ctrl-C,
 /// Ctrl-\, Ctrl-Z, a resize, a hangup) already reached the whole foreground
 /// process group, the child included, so sending it again would double it.
-fn forward(child: &Child, sig: libc::c_int, info: &libc::siginfo_t) {
+fn forward(pid: libc::pid_t, sig: libc::c_int, info: &libc::siginfo_t) {
     if info.si_code == libc::SI_KERNEL {
         if sig == libc::SIGTSTP || sig == libc::SIGTTIN || sig == libc::SIGTTOU {
             // The child stopped; stop too, so the shell gets the terminal
@@ -280,38 +431,7 @@ fn forward(child: &Child, sig: libc::c_int, info: &libc::siginfo_t) {
         }
         return;
     }
-    unsafe { libc::kill(child.pid, sig) };
-}
-
-/// Collect every exited child (sera may be PID 1 in a container and inherit
-/// orphans), and return the command's status if it was among them.
-fn reap(child: &Child) -> Option<libc::c_int> {
-    let mut found = None;
-    loop {
-        let mut status = 0;
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return found;
-        }
-        if pid == child.pid {
-            found = Some(status);
-        }
-    }
-}
-
-/// Stop the command because the lock is gone: SIGTERM, then SIGKILL if it is
-/// still running after `kill_after`. Returns its wait status.
-pub fn stop(child: &Child, kill_after: Duration) -> libc::c_int {
-    unsafe { libc::kill(child.pid, libc::SIGTERM) };
-    if let Wake::Exited(status) = wait(child, kill_after) {
-        return status;
-    }
-    unsafe { libc::kill(child.pid, libc::SIGKILL) };
-    loop {
-        if let Wake::Exited(status) = wait(child, Duration::from_secs(3600)) {
-            return status;
-        }
-    }
+    unsafe { libc::kill(pid, sig) };
 }
 
 /// A wait status in words, for logs.

@@ -22,13 +22,14 @@ pub const DEFAULT_PATH: &str = "/etc/sera.json";
 /// No real config comes near this; a larger file is not a config.
 const MAX_SIZE: u64 = 64 * 1024;
 
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 10] = [
     "server",
     "syslog",
     "verbose",
     "check_interval",
     "on_lost",
     "kill_after",
+    "orphans",
     "tls_ca",
     "tls_cert",
     "tls_key",
@@ -52,6 +53,43 @@ impl OnLost {
     }
 }
 
+/// What to do with the processes the command leaves running when it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphans {
+    /// Keep the lock, and keep checking it, until the last of them exits.
+    Wait,
+    /// SIGTERM them, SIGKILL what is left after `kill_after`, then release.
+    Term,
+    /// Release at once and leave them running, unprotected.
+    Ignore,
+}
+
+impl Orphans {
+    pub fn parse(text: &str) -> Result<Orphans, String> {
+        match text {
+            "wait" => Ok(Orphans::Wait),
+            "term" => Ok(Orphans::Term),
+            "ignore" => Ok(Orphans::Ignore),
+            _ => Err(format!("\"{text}\" is not one of wait, term, ignore")),
+        }
+    }
+}
+
+/// Checking the lock more often than this only loads the server: a check
+/// may take up to its 1 s deadline, and a lost lock is noticed within
+/// check_interval + 1 s anyway. 0 means never.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+pub fn check_interval(interval: Duration) -> Result<Duration, String> {
+    if !interval.is_zero() && interval < MIN_CHECK_INTERVAL {
+        return Err(format!(
+            "{} is too short: the least is 100ms (or 0 to never check)",
+            crate::dsn::format_duration(interval)
+        ));
+    }
+    Ok(interval)
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub path: PathBuf,
@@ -61,6 +99,7 @@ pub struct Config {
     pub check_interval: Option<Duration>,
     pub on_lost: Option<OnLost>,
     pub kill_after: Option<Duration>,
+    pub orphans: Option<Orphans>,
     /// Things worth a warning that do not stop the run.
     pub warnings: Vec<String>,
 }
@@ -130,12 +169,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         server,
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
-        check_interval: duration(&root, "check_interval")?,
+        check_interval: match duration(&root, "check_interval")? {
+            Some(d) => Some(check_interval(d).map_err(|e| format!("\"check_interval\": {e}"))?),
+            None => None,
+        },
         on_lost: match string(&root, "on_lost")? {
             Some(s) => Some(OnLost::parse(&s).map_err(|e| format!("\"on_lost\": {e}"))?),
             None => None,
         },
         kill_after: duration(&root, "kill_after")?,
+        orphans: match string(&root, "orphans")? {
+            Some(s) => Some(Orphans::parse(&s).map_err(|e| format!("\"orphans\": {e}"))?),
+            None => None,
+        },
         warnings,
     })
 }
@@ -267,12 +313,23 @@ mod tests {
     fn liveness_settings_are_read() {
         let config = parse_at(
             r#"{"server": "u@tcp(db)/", "check_interval": "2s", "on_lost": "ignore",
-                "kill_after": "1m", "syslog": true, "verbose": null}"#,
+                "kill_after": "1m", "syslog": true, "verbose": null, "orphans": "term"}"#,
         )
         .unwrap();
+        assert_eq!(config.orphans, Some(Orphans::Term));
         assert_eq!(config.check_interval, Some(Duration::from_secs(2)));
         assert_eq!(config.on_lost, Some(OnLost::Ignore));
         assert_eq!(config.kill_after, Some(Duration::from_secs(60)));
         assert!(config.syslog && !config.verbose);
+    }
+
+    #[test]
+    fn check_intervals_below_100ms_are_refused() {
+        let e = parse_at(r#"{"server": "u@tcp(db)/", "check_interval": "1ns"}"#).unwrap_err();
+        assert!(e.contains("the least is 100ms"), "{e}");
+        let never = parse_at(r#"{"server": "u@tcp(db)/", "check_interval": "0s"}"#).unwrap();
+        assert_eq!(never.check_interval, Some(Duration::ZERO));
+        let e = parse_at(r#"{"server": "u@tcp(db)/", "orphans": "keep"}"#).unwrap_err();
+        assert!(e.contains("wait, term, ignore"), "{e}");
     }
 }

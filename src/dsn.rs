@@ -480,7 +480,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// A duration in Go syntax, in the largest unit that keeps it exact.
-fn format_duration(duration: Duration) -> String {
+pub fn format_duration(duration: Duration) -> String {
     let ns = duration.as_nanos();
     let units = [
         (3_600_000_000_000, "h"),

@@ -38,8 +38,39 @@ pub enum Refused {
     Failed(Error),
 }
 
+/// The longest idle time MySQL and MariaDB accept for a session: 365 days.
+const LONGEST_IDLE_SECONDS: u32 = 31_536_000;
+
+/// The statement that keeps the server from ending the lock session for
+/// being idle. A server's `wait_timeout` (often lowered from its 8 h default)
+/// shorter than the check interval, no checks at all, or a SIGKILLed sera
+/// whose lifeline still lives in the command's tree would all otherwise let
+/// the server free a running command's lock. Variables the DSN sets itself
+/// are the user's choice and stay as they are.
+pub fn keep_session_sql(dsn_vars: &[(String, String)]) -> Option<String> {
+    let raised: Vec<String> = ["wait_timeout", "interactive_timeout"]
+        .iter()
+        .filter(|var| {
+            !dsn_vars
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(var))
+        })
+        .map(|var| format!("{var}={LONGEST_IDLE_SECONDS}"))
+        .collect();
+    (!raised.is_empty()).then(|| format!("SET SESSION {}", raised.join(", ")))
+}
+
 /// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours.
-pub fn acquire(conn: &mut Conn, name: &str, wait: Duration) -> Result<(), Refused> {
+///
+/// `setup` (from `keep_session_sql`) goes out in the same write as the
+/// GET_LOCK, so it costs no round trip of its own. If only the setup fails,
+/// the lock is still taken and the server's reason comes back in the Ok.
+pub fn acquire(
+    conn: &mut Conn,
+    name: &str,
+    wait: Duration,
+    setup: Option<&str>,
+) -> Result<Option<Error>, Refused> {
     let seconds = if conn.is_mariadb() {
         // Milliseconds, rounded up.
         let ms = wait.as_nanos().div_ceil(1_000_000);
@@ -49,11 +80,22 @@ pub fn acquire(conn: &mut Conn, name: &str, wait: Duration) -> Result<(), Refuse
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK('{name}', {seconds})");
+    if let Some(setup) = setup {
+        conn.send_query_pipelined(setup, &sql)
+            .map_err(Refused::Failed)?;
+    } else {
+        conn.send_query(&sql).map_err(Refused::Failed)?;
+    }
+    let setup_failed = match setup.map(|_| conn.read_done(conn.reply_timeout())) {
+        Some(Err(e @ Error::Server { .. })) => Some(e),
+        Some(Err(e)) => return Err(Refused::Failed(e)),
+        _ => None,
+    };
     let row = conn
-        .query_row(&sql, wait + conn.reply_timeout())
+        .read_row(wait + conn.reply_timeout())
         .map_err(Refused::Failed)?;
     match first_value(row).as_deref() {
-        Some("1") => Ok(()),
+        Some("1") => Ok(setup_failed),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use sera::args::{self, Args, Request};
 use sera::child::{self, Child, Wake};
-use sera::config::{self, Config, OnLost};
+use sera::config::{self, Config, OnLost, Orphans};
+use sera::dsn::format_duration;
 use sera::lock::{self, Check, Refused};
 use sera::mysql::{self, Conn};
 use sera::report::{exit, Failure, Reporter};
+use sera::tree;
 
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -31,6 +33,8 @@ fn main() {
 }
 
 fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
+    child::stop_on_signals_as_init();
+
     // 1. Arguments: options, then <wait>, then the command, verbatim.
     let args = match args::parse(std::env::args_os().skip(1)) {
         Ok(Request::Run(args)) => args,
@@ -71,23 +75,31 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         conn.connection_id()
     ));
 
-    // 4. Lock, or wait for whoever holds it.
+    // 4. Lock, or wait for whoever holds it. The same round trip raises the
+    //    session's idle timeout, so the server never frees the lock of a
+    //    command that runs longer than its wait_timeout.
+    let settings = Settings::from(&args, &config);
+    for warning in settings.warnings(&config) {
+        reporter.warn(&warning);
+    }
     let asked = Instant::now();
-    if args.wait_and_skip {
-        match lock::acquire(&mut conn, &lock_name, Duration::ZERO) {
-            Ok(()) => reporter.progress("first past the post: running the command"),
-            Err(Refused::TimedOut) => return wait_and_skip(conn, &lock_name, &args, reporter),
-            Err(Refused::Failed(e)) => return Err(lock_failure(e)),
-        }
-    } else {
-        reporter.progress(&format!(
-            "waiting up to {} s for the lock {lock_name}",
-            seconds(args.wait)
-        ));
-        match lock::acquire(&mut conn, &lock_name, args.wait) {
-            Ok(()) => {}
-            Err(Refused::TimedOut) => return Err(timed_out(&mut conn, &lock_name, &args)),
-            Err(Refused::Failed(e)) => return Err(lock_failure(e)),
+    let keep_session = lock::keep_session_sql(&config.server.session_vars);
+    match take_lock(
+        &mut conn,
+        &lock_name,
+        &args,
+        keep_session.as_deref(),
+        reporter,
+    )? {
+        Turn::Ours => {}
+        Turn::Skip => {
+            conn.quit();
+            reporter.event("skipped: another run held the lock and has finished");
+            return Ok(if args.detailed_exit_codes {
+                exit::SKIPPED
+            } else {
+                0
+            });
         }
     }
     reporter.event(&format!(
@@ -97,7 +109,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 
     // 5. Spawn, with every forwardable signal blocked from here on.
     let mask = child::block_signals();
-    let child = child::spawn(&args.command, &mask, conn.raw_fd()).map_err(|e| {
+    let mut child = child::spawn(&args.command, &mask, conn.raw_fd()).map_err(|e| {
         let program = &args.command[0];
         Failure::new(
             exit::COMMAND,
@@ -105,128 +117,270 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
             e.reason(program),
         )
     })?;
-    let started = Instant::now();
 
-    // 6. Watch: forward signals, reap, and check now and then that the
-    //    lock is still ours.
-    let settings = Settings::from(&args, &config);
-    let (status, lost) = watch(&mut conn, &child, &lock_name, &settings, reporter, started);
-    let code = child::exit_code(status);
-    reporter.event(&format!(
-        "the command {} after {} s",
-        child::describe(status),
-        tenths(started.elapsed())
-    ));
+    // 6. Watch: forward signals, reap, check now and then that the lock is
+    //    still ours, and see out whatever the command leaves behind.
+    let watching = Watching {
+        lock_name: &lock_name,
+        settings: &settings,
+        reporter,
+        started: Instant::now(),
+    };
+    let lost = watch(&mut conn, &mut child, &watching);
 
     // 7. Release: ending the session frees the lock at once.
     conn.quit();
+    if lost {
+        return Ok(exit::LOCK_LOST);
+    }
     reporter.progress("released the lock");
-    Ok(if lost { exit::LOCK_LOST } else { code })
+    Ok(child.status.map_or(exit::LOCK_LOST, child::exit_code))
 }
 
-/// How sera watches the lock while the command runs: flag beats config beats
+/// How sera watches the lock and the command's tree: flag beats config beats
 /// the default.
 struct Settings {
-    check_interval: Duration,
+    /// How often to check the lock is still ours; None: never.
+    check_every: Option<Duration>,
     on_lost: OnLost,
     kill_after: Duration,
+    orphans: Orphans,
 }
 
 impl Settings {
     fn from(args: &Args, config: &Config) -> Settings {
+        let check_interval = args
+            .check_interval
+            .or(config.check_interval)
+            .unwrap_or(DEFAULT_CHECK_INTERVAL);
         Settings {
-            check_interval: args
-                .check_interval
-                .or(config.check_interval)
-                .unwrap_or(DEFAULT_CHECK_INTERVAL),
+            check_every: (!check_interval.is_zero()).then_some(check_interval),
             on_lost: args.on_lost.or(config.on_lost).unwrap_or(OnLost::Term),
             kill_after: args
                 .kill_after
                 .or(config.kill_after)
                 .unwrap_or(DEFAULT_KILL_AFTER),
+            orphans: args.orphans.or(config.orphans).unwrap_or(Orphans::Wait),
         }
+    }
+
+    /// Settings that let a lost lock go unnoticed.
+    fn warnings(&self, config: &Config) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let Some(every) = self.check_every else {
+            warnings.push(
+                "check_interval is 0: sera never checks the lock, so a lost lock \
+                 (a server restart, a killed connection) goes unnoticed and the \
+                 command runs on unprotected"
+                    .to_string(),
+            );
+            return warnings;
+        };
+        let dsn_wait_timeout = config
+            .server
+            .session_vars
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("wait_timeout"))
+            .and_then(|(_, value)| value.parse::<u64>().ok());
+        if let Some(idle) = dsn_wait_timeout {
+            if Duration::from_secs(idle) < every + CHECK_DEADLINE {
+                warnings.push(format!(
+                    "the DSN sets wait_timeout={idle}, less than the check interval \
+                     ({}) plus the check's 1 s deadline: the server may end the idle \
+                     lock session, and free the lock, while the command runs",
+                    format_duration(every)
+                ));
+            }
+        }
+        warnings
     }
 }
 
-/// Wait for the command to end. Returns its wait status, and whether the lock
-/// was lost and the command stopped because of it.
-fn watch(
+/// Whose turn it is once the lock step is over.
+enum Turn {
+    /// The lock is ours: run the command.
+    Ours,
+    /// `--wait-and-skip`: someone else ran it and has finished.
+    Skip,
+}
+
+/// Take the lock, waiting up to `<wait>` for it. With `--wait-and-skip`
+/// only the first to ask runs; the others wait for it to finish and skip.
+fn take_lock(
     conn: &mut Conn,
-    child: &Child,
     lock_name: &str,
-    settings: &Settings,
+    args: &Args,
+    setup: Option<&str>,
     reporter: &Reporter,
-    started: Instant,
-) -> (libc::c_int, bool) {
-    let mut watch = lock::Watch::new(lock_name, CHECK_DEADLINE.min(settings.check_interval));
-    let mut checking = !settings.check_interval.is_zero();
-    loop {
-        let until_next = if checking {
-            settings.check_interval
-        } else {
-            Duration::from_secs(86400 * 365)
-        };
-        if let Wake::Exited(status) = child::wait(child, until_next) {
-            return (status, false);
+) -> Result<Turn, Failure> {
+    let first_try = if args.wait_and_skip {
+        Duration::ZERO
+    } else {
+        reporter.progress(&format!(
+            "waiting up to {} s for the lock {lock_name}",
+            seconds(args.wait)
+        ));
+        args.wait
+    };
+    let refused = match lock::acquire(conn, lock_name, first_try, setup) {
+        Ok(None) => return Ok(Turn::Ours),
+        Ok(Some(e)) => {
+            reporter.warn(&format!(
+                "could not raise the lock session's wait_timeout: {e}; \
+                 the server may end the session, and free the lock, if it idles"
+            ));
+            return Ok(Turn::Ours);
         }
-        let why = match watch.check(conn) {
+        Err(Refused::TimedOut) if args.wait_and_skip => {
+            reporter
+                .progress("someone else has the lock: waiting for them, then skipping the command");
+            match lock::acquire(conn, lock_name, args.wait, None) {
+                Ok(_) => return Ok(Turn::Skip),
+                Err(refused) => refused,
+            }
+        }
+        Err(refused) => refused,
+    };
+    Err(match refused {
+        Refused::TimedOut => timed_out(conn, lock_name, args),
+        Refused::Failed(e) => lock_failure(e),
+    })
+}
+
+/// What `watch` needs to know about the run.
+struct Watching<'a> {
+    lock_name: &'a str,
+    settings: &'a Settings,
+    reporter: &'a Reporter,
+    started: Instant,
+}
+
+/// Wait for the command and for whatever it leaves behind, checking now and
+/// then that the lock is still ours. Returns true when the lock was lost and
+/// the tree was stopped because of it.
+fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
+    let settings = w.settings;
+    let deadline = settings
+        .check_every
+        .map_or(CHECK_DEADLINE, |every| every.min(CHECK_DEADLINE));
+    let mut lock_watch = lock::Watch::new(w.lock_name, deadline);
+    let mut check_every = settings.check_every;
+    loop {
+        match child.wait(check_every) {
+            Wake::Timeout => {}
+            Wake::CommandExited => {
+                w.reporter.event(&format!(
+                    "the command {} after {} s",
+                    child::describe(child.status.unwrap_or(0)),
+                    tenths(w.started.elapsed())
+                ));
+                if child.tree_empty || leftovers(child, w) {
+                    return false;
+                }
+                continue;
+            }
+            Wake::TreeEmpty => {
+                w.reporter
+                    .progress("the last process the command left has exited");
+                return false;
+            }
+            Wake::StopAsked => {
+                w.reporter.event(&format!(
+                    "got signal {} while waiting for what the command left: \
+                     stopping it (SIGTERM, then SIGKILL after {} s)",
+                    child.stop_signal.unwrap_or(0),
+                    seconds(settings.kill_after)
+                ));
+                stop_tree(child, w);
+                return false;
+            }
+        }
+        let why = match lock_watch.check(conn) {
             Check::Ours => continue,
             Check::Uncertain => {
-                reporter.progress(&format!(
+                w.reporter.progress(&format!(
                     "no answer to lock check {} of {}",
-                    watch.unanswered,
+                    lock_watch.unanswered,
                     lock::MAX_UNANSWERED
                 ));
                 continue;
             }
             Check::Lost(why) => why,
         };
-        let ran = tenths(started.elapsed());
+        let ran = tenths(w.started.elapsed());
         match settings.on_lost {
             OnLost::Term => {
-                reporter.fail(&Failure::new(
+                w.reporter.fail(&Failure::new(
                     exit::LOCK_LOST,
                     "lost the lock",
                     format!(
-                        "{why}; stopping the command after {ran} s \
-                         (SIGTERM, then SIGKILL after {} s)",
+                        "{why}; the command has run {ran} s: stopping it and every \
+                         process it started (SIGTERM, then SIGKILL after {} s)",
                         seconds(settings.kill_after)
                     ),
                 ));
-                return (child::stop(child, settings.kill_after), true);
+                stop_tree(child, w);
+                return true;
             }
             OnLost::Ignore => {
-                reporter.warn(&format!(
+                w.reporter.warn(&format!(
                     "lost the lock after {ran} s: {why}; \
                      on_lost=ignore, so the command goes on unprotected"
                 ));
-                checking = false;
+                check_every = None;
             }
         }
     }
 }
 
-/// `--wait-and-skip` when someone else holds the lock: wait for them to
-/// finish, then skip the command (exit 0, or 205 with detailed exit codes).
-fn wait_and_skip(
-    mut conn: Conn,
-    lock_name: &str,
-    args: &Args,
-    reporter: &Reporter,
-) -> Result<i32, Failure> {
-    reporter.progress("someone else has the lock: waiting for them, then skipping the command");
-    match lock::acquire(&mut conn, lock_name, args.wait) {
-        Ok(()) => {}
-        Err(Refused::TimedOut) => return Err(timed_out(&mut conn, lock_name, args)),
-        Err(Refused::Failed(e)) => return Err(lock_failure(e)),
+/// The command has exited and left processes running: apply the orphan
+/// policy (a stop signal sera got turns `wait` into `term`). Returns true
+/// when the run is over.
+fn leftovers(child: &mut Child, w: &Watching) -> bool {
+    let left = match tree::list(&child.leftovers()) {
+        list if list.is_empty() => "processes".to_string(),
+        list => list,
+    };
+    let policy = match w.settings.orphans {
+        Orphans::Wait if child.stop_signal.is_some() => Orphans::Term,
+        policy => policy,
+    };
+    match policy {
+        Orphans::Wait => {
+            w.reporter.notice(&format!(
+                "the command exited but left {left} running: keeping the lock until \
+                 they exit (--orphans term stops them, --orphans ignore releases the lock now)"
+            ));
+            false
+        }
+        Orphans::Term => {
+            w.reporter.event(&format!(
+                "the command left {left} running: stopping them \
+                 (SIGTERM, then SIGKILL after {} s)",
+                seconds(w.settings.kill_after)
+            ));
+            stop_tree(child, w);
+            true
+        }
+        Orphans::Ignore => {
+            w.reporter.event(&format!(
+                "the command left {left} running: releasing the lock anyway (orphans=ignore)"
+            ));
+            true
+        }
     }
-    conn.quit();
-    reporter.event("skipped: another run held the lock and has finished");
-    Ok(if args.detailed_exit_codes {
-        exit::SKIPPED
-    } else {
-        0
-    })
+}
+
+/// Stop the command's whole tree, and say so if part of it would not die.
+fn stop_tree(child: &mut Child, w: &Watching) {
+    let survivors = child.stop(w.settings.kill_after);
+    if !survivors.is_empty() {
+        w.reporter.warn(&format!(
+            "giving up on {}: still there 5 s after SIGKILL (stuck in the kernel, \
+             or not sera's to signal)",
+            tree::list(&survivors)
+        ));
+    }
 }
 
 fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args) -> Failure {
@@ -338,10 +492,15 @@ options (they stop at <wait-seconds>):
                           running it
   --detailed-exit-codes   with --wait-and-skip: exit 205 when skipped
   --config FILE           config file (default /etc/sera.json, or $SERA_CONFIG)
-  --check-interval DUR    how often to check the lock is still ours (5s; 0 = never)
-  --on-lost term|ignore   when the lock is lost: stop the command (term, the
-                          default) or let it finish (ignore)
-  --kill-after DUR        after SIGTERM, SIGKILL the command this much later (10s)
+  --check-interval DUR    how often to check the lock is still ours (5s; at
+                          least 100ms; 0 = never)
+  --on-lost term|ignore   when the lock is lost: stop the command and all it
+                          started (term, the default) or let it finish (ignore)
+  --kill-after DUR        after SIGTERM, SIGKILL what is left this much later (10s)
+  --orphans wait|term|ignore
+                          when the command exits but leaves processes running:
+                          keep the lock until they exit (wait, the default),
+                          stop them (term), or release the lock now (ignore)
   -v, --verbose           progress on stderr
   -h, --help              this text
   -V, --version           the version
@@ -352,6 +511,7 @@ config file (JSON):
     \"syslog\": true,
     \"verbose\": false,
     \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
+    \"orphans\": \"wait\",
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
@@ -368,5 +528,6 @@ exit codes:
   203                 the command could not be started
   204                 timed out waiting for the lock
   205                 --wait-and-skip --detailed-exit-codes: skipped
-  206                 the lock was lost while the command ran; it was stopped
+  206                 the lock was lost while the command ran; it was stopped,
+                      with every process it started
 ";

@@ -242,6 +242,22 @@ impl Conn {
         self.send_command(COM_QUERY, sql.as_bytes())
     }
 
+    /// Send two queries in one write, without waiting between them: the
+    /// server answers them in turn (read with `read_done` or `read_row`),
+    /// and the second costs no round trip of its own.
+    pub fn send_query_pipelined(&mut self, first: &str, second: &str) -> Result<(), Error> {
+        self.inbox.clear();
+        let mut frames = Vec::new();
+        for sql in [first, second] {
+            self.seq = 0;
+            let mut packet = vec![COM_QUERY];
+            packet.extend_from_slice(sql.as_bytes());
+            self.frame(&packet, &mut frames);
+        }
+        self.stream.write_all(&frames)?;
+        Ok(())
+    }
+
     /// Read the reply to the query last sent. If it times out, nothing is
     /// lost: calling it again goes on waiting for the same reply.
     pub fn read_row(&mut self, timeout: Duration) -> Result<Option<Row>, Error> {
@@ -250,6 +266,12 @@ impl Conn {
         self.inbox.drain(..end);
         self.seq = seq;
         Ok(row)
+    }
+
+    /// Read the OK (or error) that answers a statement without rows, such
+    /// as SET, sent with `send_query`.
+    pub fn read_done(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.read_ok(Instant::now() + timeout)
     }
 
     /// COM_PING: proves the session is alive and resets `wait_timeout`.
@@ -555,10 +577,17 @@ impl Conn {
         self.write_packet(&packet)
     }
 
-    /// Frame and send one payload, split into 16 MiB pieces as the protocol
-    /// requires (a payload of exactly 16 MiB - 1 is followed by an empty one).
+    /// Frame and send one payload.
     fn write_packet(&mut self, payload: &[u8]) -> Result<(), Error> {
         let mut frames = Vec::with_capacity(payload.len() + HEADER_LEN);
+        self.frame(payload, &mut frames);
+        self.stream.write_all(&frames)?;
+        Ok(())
+    }
+
+    /// Frame one payload, split into 16 MiB pieces as the protocol requires
+    /// (a payload of exactly 16 MiB - 1 is followed by an empty one).
+    fn frame(&mut self, payload: &[u8], frames: &mut Vec<u8>) {
         let mut rest = payload;
         loop {
             let len = rest.len().min(MAX_PAYLOAD);
@@ -571,8 +600,6 @@ impl Conn {
                 break;
             }
         }
-        self.stream.write_all(&frames)?;
-        Ok(())
     }
 
     /// Read one whole packet and consume it.

@@ -85,6 +85,13 @@ impl Reporter {
         self.to_syslog(syslog::LOG_NOTICE, line);
     }
 
+    /// Something an operator must see even without `-v`, because it changes
+    /// how the run behaves (it explains a run that seems to hang).
+    pub fn notice(&self, line: &str) {
+        eprintln!("sera: {line}");
+        self.to_syslog(syslog::LOG_NOTICE, line);
+    }
+
     /// Something wrong that does not stop the run.
     pub fn warn(&self, line: &str) {
         eprintln!("sera: warning: {line}");

@@ -871,8 +871,15 @@ fn refuse_get_lock(error: Vec<u8>) -> impl FnOnce(&mut TcpStream) + Send + 'stat
         read_hello(s);
         write_packet(s, 2, &[0x01, 0x03]);
         write_packet(s, 3, &ok_packet());
+        // The session's idle timeout is raised in the same write.
+        let setup = read_packet(s, 0);
+        assert!(
+            setup.starts_with(b"\x03SET SESSION wait_timeout="),
+            "{setup:?}"
+        );
         let query = read_packet(s, 0);
         assert!(query.starts_with(b"\x03SELECT GET_LOCK('"), "{query:?}");
+        write_packet(s, 1, &ok_packet());
         write_packet(s, 1, &error);
         hold(s);
     }
