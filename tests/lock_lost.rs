@@ -231,12 +231,15 @@ fn on_lost_ignore_lets_the_command_finish() {
 }
 
 #[test]
-fn a_job_longer_than_wait_timeout_keeps_its_lock() {
-    let server = Server::start_with(&["--wait-timeout=2"]);
-    let s = Setup::new(&server.dsn());
+fn a_job_longer_than_the_dsns_wait_timeout_keeps_its_lock_while_checked() {
+    // sera raises the session's wait_timeout itself (tests/process_tree.rs),
+    // unless the DSN sets one: then the checks must keep the session alive.
+    let server = Server::shared();
+    let s = Setup::new(&format!("{}?wait_timeout=2", server.dsn()));
     let lock_of = |script: &str| is_used_lock_sql(&format!("sh -c {script}"));
 
-    // Control: without checks the idle session is closed and the lock lost.
+    // Control: without checks the idle session is closed and the lock lost,
+    // long before the job ends; sera warned of both.
     let unchecked = "sleep 5; echo unchecked";
     let mut sera = s
         .command(&["--check-interval", "0", "5", "sh", "-c", unchecked])
@@ -244,12 +247,18 @@ fn a_job_longer_than_wait_timeout_keeps_its_lock() {
         .unwrap();
     assert!(wait_until(LONG, || server.sql(&lock_of(unchecked)) != "NULL"));
     assert!(
-        wait_until(Duration::from_secs(5), || server.sql(&lock_of(unchecked))
+        wait_until(Duration::from_secs(4), || server.sql(&lock_of(unchecked))
             == "NULL"),
         "wait_timeout did not close the idle session: the test proves nothing"
     );
     sera.kill().unwrap();
-    sera.wait().unwrap();
+    let out = Outcome::from(sera.wait_with_output().unwrap());
+    assert!(
+        out.stderr
+            .contains("check_interval is 0: sera never checks the lock"),
+        "{}",
+        out.stderr
+    );
 
     // With checks every second, the lock stays for the whole 5 s job.
     let checked = "sleep 5; echo checked";
