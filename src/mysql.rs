@@ -39,7 +39,6 @@ const MAX_PAYLOAD: usize = 0xFF_FFFF;
 
 const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
-const COM_PING: u8 = 0x0e;
 
 /// Why a conversation with the server failed.
 #[derive(Debug)]
@@ -272,13 +271,6 @@ impl Conn {
     /// as SET, sent with `send_query`.
     pub fn read_done(&mut self, timeout: Duration) -> Result<(), Error> {
         self.read_ok(Instant::now() + timeout)
-    }
-
-    /// COM_PING: proves the session is alive and resets `wait_timeout`.
-    pub fn ping(&mut self) -> Result<(), Error> {
-        self.seq = 0;
-        self.send_command(COM_PING, &[])?;
-        self.read_ok(Instant::now() + self.reply_timeout)
     }
 
     /// Say goodbye. The server frees every lock of the session when it ends,
