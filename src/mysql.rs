@@ -314,6 +314,9 @@ impl Conn {
             self.capabilities |= CapabilityFlags::CLIENT_CONNECT_WITH_DB;
         }
         if self.wants_tls(dsn, server_caps)? {
+            // Built without TLS, wants_tls has already refused a DSN that
+            // asks for it, so there is nothing to start.
+            #[cfg(feature = "tls")]
             self.start_tls(dsn, deadline)?;
         }
 
@@ -399,11 +402,6 @@ impl Conn {
         self.stream = Stream::Tls(Box::new(tls));
         self.secure = true;
         Ok(())
-    }
-
-    #[cfg(not(feature = "tls"))]
-    fn start_tls(&mut self, _dsn: &Dsn, _deadline: Instant) -> Result<(), Error> {
-        Err(protocol("this sera was built without TLS"))
     }
 
     /// The greeting gets a closer look than other packets: the peer may not
