@@ -162,21 +162,24 @@ impl Conn {
     /// Dial, read the greeting, authenticate and set the DSN's session
     /// variables, all within the DSN's `timeout` (10 s without one).
     pub fn connect(dsn: &Dsn) -> Result<Conn, Error> {
-        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let deadline = Instant::now() + timeout;
-        let stream = dial(&dsn.address, timeout)?;
-        Conn::start(stream, dsn, deadline)
+        Conn::start(dsn, |timeout| dial(&dsn.address, timeout))
     }
 
     /// The same conversation over a stream someone else opened: the fuzz
     /// targets feed the client a server's bytes through a socket pair.
     pub fn connect_over(stream: UnixStream, dsn: &Dsn) -> Result<Conn, Error> {
-        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        Conn::start(Stream::Unix(stream), dsn, Instant::now() + timeout)
+        Conn::start(dsn, |_| Ok(Stream::Unix(stream)))
     }
 
-    fn start(stream: Stream, dsn: &Dsn, deadline: Instant) -> Result<Conn, Error> {
+    /// `open` gets the connect timeout for its dial; the deadline for the
+    /// whole conversation starts before it.
+    fn start(
+        dsn: &Dsn,
+        open: impl FnOnce(Duration) -> Result<Stream, Error>,
+    ) -> Result<Conn, Error> {
         let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = Instant::now() + timeout;
+        let stream = open(timeout)?;
         stream.set_write_timeout(Some(dsn.write_timeout.unwrap_or(timeout)))?;
         let mut conn = Conn {
             secure: matches!(stream, Stream::Unix(_)),
