@@ -32,8 +32,9 @@ pub const MAX_REPLY: usize = 1 << 20;
 /// a bounded dial; sera must never hang on a server that accepts and is mute.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A round trip may not go on for ever: a check or a query gives up after this
-/// unless the caller says otherwise (GET_LOCK adds its own wait to it).
+/// A packet is a header (the payload's length in 3 bytes, then a sequence id)
+/// and at most MAX_PAYLOAD bytes of payload; a packet that full is continued
+/// by the next one.
 const HEADER_LEN: usize = 4;
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 
@@ -53,7 +54,10 @@ pub enum Error {
         state: String,
         message: String,
     },
-    /// The peer does not speak the protocol we expect.
+    /// Anything else, said in words for the user: a peer that does not speak
+    /// the protocol as expected, something sera will not do (an auth plugin,
+    /// a password in clear, TLS it was built without), a failed TLS handshake,
+    /// an unusable server key. `lock` adds a GET_LOCK that said NULL.
     Protocol(String),
 }
 
@@ -299,8 +303,9 @@ impl Conn {
                 self.server_version
             )));
         }
-        // No compression, no SSL, no multi-statements, no LOCAL INFILE: a
-        // lock session needs none of them, and each is attack surface.
+        // No compression, no multi-statements, no LOCAL INFILE: a lock
+        // session needs none of them, and each is attack surface. SSL is
+        // added by start_tls, and only when the DSN asks for TLS.
         let wanted = CapabilityFlags::CLIENT_PROTOCOL_41
             | CapabilityFlags::CLIENT_LONG_PASSWORD
             | CapabilityFlags::CLIENT_LONG_FLAG
