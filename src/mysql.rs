@@ -18,7 +18,9 @@ use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
-use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::packets::{
+    AuthPlugin, AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse,
+};
 use mysql_common::proto::MySerialize;
 
 use crate::dsn::{Address, Dsn, Tls};
@@ -437,7 +439,7 @@ impl Conn {
         }
         let packet = self.read_packet(deadline)?;
         match packet.first() {
-            Some(0xff) => Err(server_error(&packet)),
+            Some(0xff) => Err(server_error(&packet, self.capabilities)),
             Some(10) => Ok(packet),
             Some(v) => Err(protocol(format!(
                 "not a MySQL server: greeting has protocol version {v}, expected 10"
@@ -511,7 +513,7 @@ impl Conn {
             let packet = self.read_packet(deadline)?;
             match packet.first() {
                 Some(0x00) => return Ok(()),
-                Some(0xff) => return Err(server_error(&packet)),
+                Some(0xff) => return Err(server_error(&packet, self.capabilities)),
                 Some(0xfe) if packet.len() == 1 => {
                     return Err(protocol(
                         "the server asks for the pre-4.1 password hash, which sera refuses",
@@ -557,7 +559,7 @@ impl Conn {
         let reply = self.read_packet(deadline)?;
         let pem = match reply.split_first() {
             Some((0x01, pem)) => pem,
-            Some((0xff, _)) => return Err(server_error(&reply)),
+            Some((0xff, _)) => return Err(server_error(&reply, self.capabilities)),
             _ => return Err(protocol("the server did not send its public key")),
         };
         let encrypted =
@@ -613,7 +615,7 @@ impl Conn {
         let packet = self.read_packet(deadline)?;
         match packet.first() {
             Some(0x00) => Ok(()),
-            Some(0xff) => Err(server_error(&packet)),
+            Some(0xff) => Err(server_error(&packet, self.capabilities)),
             _ => Err(protocol("expected an OK packet from the server")),
         }
     }
@@ -679,7 +681,7 @@ impl Conn {
         let (start, end) = next(self, 0)?;
         let first = &self.inbox[start..end];
         let columns = match first.first() {
-            Some(0xff) => return Err(server_error(first)),
+            Some(0xff) => return Err(server_error(first, self.capabilities)),
             Some(0x00) => return Err(protocol("the query returned no result set")),
             _ => ParseBuf(first)
                 .checked_eat_lenenc_int()
@@ -703,7 +705,7 @@ impl Conn {
             at = end;
             let packet = &self.inbox[start..end];
             match packet.first() {
-                Some(0xff) => return Err(server_error(packet)),
+                Some(0xff) => return Err(server_error(packet, self.capabilities)),
                 // EOF or OK terminator. A row cannot start with 0xFE here: it
                 // would announce a value of 16 MiB, beyond MAX_REPLY.
                 Some(0xfe) => break,
@@ -755,22 +757,21 @@ fn parse_row(packet: &[u8], columns: u64) -> Result<Row, Error> {
     Ok(row)
 }
 
-/// An ERR packet: 0xFF, code, then `#` and a five-character SQLSTATE when the
-/// server knows we speak 4.1 (errors sent before the greeting lack it).
-fn server_error(packet: &[u8]) -> Error {
-    let code = match packet {
-        [_, lo, hi, ..] => u16::from_le_bytes([*lo, *hi]),
-        _ => return protocol("truncated error packet from the server"),
-    };
-    let rest = &packet[3..];
-    let (state, message) = match rest {
-        [b'#', state @ ..] if state.len() >= 5 => (&state[..5], &state[5..]),
-        _ => (&rest[..0], rest),
-    };
-    Error::Server {
-        code,
-        state: String::from_utf8_lossy(state).into_owned(),
-        message: String::from_utf8_lossy(message).into_owned(),
+/// An ERR packet, as mysql_common reads it: 0xFF, the code, then `#` and a
+/// five-character SQLSTATE once the client has said it speaks 4.1 (an error
+/// sent in place of the greeting, before that, has none).
+fn server_error(packet: &[u8], capabilities: CapabilityFlags) -> Error {
+    match ParseBuf(packet).parse::<ErrPacket>(capabilities) {
+        Ok(ErrPacket::Error(e)) => Error::Server {
+            code: e.error_code(),
+            state: e
+                .sql_state_ref()
+                .map(|state| state.as_str().into_owned())
+                .unwrap_or_default(),
+            message: e.message_str().into_owned(),
+        },
+        // A progress report comes only to clients that ask for it; sera does not.
+        Ok(ErrPacket::Progress(_)) | Err(_) => protocol("unreadable error packet from the server"),
     }
 }
 
@@ -847,17 +848,24 @@ mod tests {
 
     #[test]
     fn error_packets_with_and_without_sqlstate() {
-        let with = server_error(b"\xff\x15\x04#28000Access denied");
+        let v41 = CapabilityFlags::CLIENT_PROTOCOL_41;
+        let with = server_error(b"\xff\x15\x04#28000Access denied", v41);
         assert!(
             matches!(with, Error::Server { code: 1045, ref state, ref message }
             if state == "28000" && message == "Access denied")
         );
-        let without = server_error(b"\xff\x10\x04Too many connections");
+        // In place of the greeting, before the client has said 4.1.
+        let early = CapabilityFlags::empty();
+        let without = server_error(b"\xff\x10\x04Too many connections", early);
         assert!(
             matches!(without, Error::Server { code: 1040, ref state, ref message }
             if state.is_empty() && message == "Too many connections")
         );
-        assert!(matches!(server_error(b"\xff"), Error::Protocol(_)));
+        assert!(matches!(server_error(b"\xff", early), Error::Protocol(_)));
+        assert!(matches!(
+            server_error(b"\xff\x15\x04#28", v41),
+            Error::Protocol(_)
+        ));
     }
 
     #[test]
