@@ -4,7 +4,8 @@
 //! freeze (SIGSTOP) at will, and a link they may cut or stall, without disturbing
 //! the machine's own MariaDB (which keeps running on 127.0.0.1:3306, untouched).
 //! So every [`Server`] is a throwaway `mariadbd` with its own datadir, socket and
-//! free port on 127.0.0.1, started with `--no-defaults` so no `my.cnf` leaks in.
+//! free port on 127.0.0.1, started with `--no-defaults` so no `my.cnf` leaks in,
+//! and the options in `mariadb.cnf` (shared with `scripts/mariadb-throwaway.sh`).
 //!
 //! How it stays fast: `mariadb-install-db` runs once per machine (per MariaDB
 //! version and uid) into a template directory under `std::env::temp_dir()`;
@@ -21,9 +22,10 @@
 //! the shared server and removes its directory; directories left behind by a test
 //! process that died are removed by the next test process that starts a server.
 //!
-//! Users created at start (as root, over the socket): `sera`@`%` and `sera`@`localhost`,
-//! password `sera-pass`, mysql_native_password, `GRANT ALL ON *.*` (so tests can KILL
-//! other sessions and read `information_schema.PROCESSLIST`); database `sera_test`.
+//! Set up at start (as root, over the socket), by `setup.sql` (shared with
+//! `scripts/mariadb-throwaway.sh`): `sera`@`%` and `sera`@`localhost`, password
+//! `sera-pass`, mysql_native_password, `GRANT ALL ON *.*` (so tests can KILL other
+//! sessions and read `information_schema.PROCESSLIST`); database `sera_test`.
 //!
 //! `SERA_TEST_DSN`, when set, is returned by [`shared_dsn`] instead of the shared
 //! server's DSN, to run the tests that use it against another server (e.g. MySQL 8).
@@ -55,28 +57,21 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 /// Bump when the template's content or the options it must match change.
 const TEMPLATE_REVISION: &str = "h2";
 
-/// Options that keep a server small and quick to start. The InnoDB file sizes are
-/// also given to `mariadb-install-db`, so the template matches what the server expects.
-const FAST_OPTIONS: &[&str] = &[
-    "--innodb-buffer-pool-size=8M",
-    "--innodb-log-file-size=4M",
-    "--innodb-temp-data-file-path=ibtmp1:1M:autoextend",
-    "--innodb-use-native-aio=0",
-    "--innodb-buffer-pool-load-at-startup=0",
-    "--innodb-buffer-pool-dump-at-shutdown=0",
-    "--key-buffer-size=1M",
-    "--aria-pagecache-buffer-size=1M",
-    "--skip-log-bin",
-    "--performance-schema=OFF",
-    "--skip-name-resolve",
-];
+/// The options in `mariadb.cnf`, one `--name=value` argument per line, as
+/// `scripts/mariadb-throwaway.sh` reads them too. They keep a server small and
+/// quick to start; the InnoDB file sizes among them also go to
+/// `mariadb-install-db`, so the template matches what the server expects.
+fn server_options() -> Vec<String> {
+    include_str!("mariadb.cnf")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', '[']))
+        .map(|line| format!("--{line}"))
+        .collect()
+}
 
-const SETUP_SQL: &str = "\
-CREATE USER 'sera'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('sera-pass');
-CREATE USER 'sera'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('sera-pass');
-GRANT ALL ON *.* TO 'sera'@'%';
-GRANT ALL ON *.* TO 'sera'@'localhost';
-CREATE DATABASE sera_test;";
+/// The `sera` users and the `sera_test` database, as the script creates them.
+const SETUP_SQL: &str = include_str!("setup.sql");
 
 // ---------------------------------------------------------------------------
 // Server
@@ -289,7 +284,7 @@ impl Server {
             .arg(format!("--log-error={}", dir.join("err.log").display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={}", self.port))
-            .args(FAST_OPTIONS)
+            .args(server_options())
             .args(&self.extra_args);
         // Anything mariadbd prints before it opens err.log (e.g. a bad option) lands here.
         let out = fs::File::create(dir.join("mariadbd.out")).expect("create mariadbd.out");
@@ -566,7 +561,7 @@ fn install_db(scratch: &Path) {
         .arg("--auth-root-authentication-method=normal")
         .arg("--cross-bootstrap")
         .arg("--skip-test-db")
-        .args(FAST_OPTIONS);
+        .args(server_options());
     let output = cmd.output().expect("run mariadb-install-db");
     if !output.status.success() {
         let _ = fs::remove_dir_all(scratch);

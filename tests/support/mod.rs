@@ -1,6 +1,8 @@
 //! Integration-test support, one job per file:
 //!
-//! - `mariadb`: private MariaDB servers ([`Server`], [`shared_dsn`]);
+//! - `mariadb`: private MariaDB servers ([`Server`], [`shared_dsn`]), with the
+//!   options in `mariadb.cnf` and the setup in `setup.sql` that
+//!   `scripts/mariadb-throwaway.sh` reads too;
 //! - `relay`: a TCP relay that can cut or stall the link ([`Relay`]);
 //! - `sera`: running the sera binary as a user would ([`sera::Setup`]);
 //! - `tempdir`, `port`, `wait`: [`TempDir`], [`ClosedPort`], [`wait_until`].
