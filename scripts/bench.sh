@@ -28,19 +28,10 @@
 #   SERA_BENCH_KEEP=1     keep the work directory (configs, logs, stamp files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
+. scripts/lib.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sera-bench.XXXXXX")
-db_dir=
-cleanup() {
-  if [ -n "$db_dir" ]; then "$root/scripts/mariadb-throwaway.sh" stop "$db_dir" || true; fi
-  if [ "${SERA_BENCH_KEEP:-0}" = 1 ]; then
-    echo "bench: kept $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+keep_work=${SERA_BENCH_KEEP:-0}
 
 # 1. The binary.
 if [ -n "${SERA_BENCH_BIN:-}" ]; then
@@ -84,12 +75,8 @@ else
     && printf 'subjectAltName=IP:127.0.0.1\n' > server.ext \
     && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
          -extfile server.ext -out server.pem ) >/dev/null 2>&1
-  env_file="$work/db.env"
-  "$root/scripts/mariadb-throwaway.sh" start --max-connections=$((waiters + 50)) \
-    --ssl-ca="$work/ca.pem" --ssl-cert="$work/server.pem" --ssl-key="$work/server.key" >"$env_file"
-  # shellcheck disable=SC1090
-  . "$env_file"
-  db_dir=$SERA_DB_DIR
+  start_db --max-connections=$((waiters + 50)) \
+    --ssl-ca="$work/ca.pem" --ssl-cert="$work/server.pem" --ssl-key="$work/server.key"
   dsn_tcp=$SERA_DB_DSN_TCP
   dsn_unix=$SERA_DB_DSN_UNIX
   dsn_tls="${SERA_DB_DSN_TCP}?tls=true"
