@@ -10,6 +10,9 @@
 # contention and scale runs, footprint, and PASS/FAIL per budget. Exit status 1
 # if a budget fails or a correctness check fails. About a minute end to end.
 #
+# This file is the wiring; the measuring is scripts/bench.py, and the command
+# sera runs in the contention and scale runs is examples/bench_stamp.rs.
+#
 # Environment (all optional):
 #   SERA_BENCH_DSN        use this server instead of a throwaway one (the TCP row)
 #   SERA_BENCH_DSN_UNIX   ... and this DSN for the unix-socket row (else skipped)
@@ -25,19 +28,10 @@
 #   SERA_BENCH_KEEP=1     keep the work directory (configs, logs, stamp files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
+. scripts/lib.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sera-bench.XXXXXX")
-db_dir=
-cleanup() {
-  if [ -n "$db_dir" ]; then "$root/scripts/mariadb-throwaway.sh" stop "$db_dir" || true; fi
-  if [ "${SERA_BENCH_KEEP:-0}" = 1 ]; then
-    echo "bench: kept $work" >&2
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
+keep_work=${SERA_BENCH_KEEP:-0}
 
 # 1. The binary.
 if [ -n "${SERA_BENCH_BIN:-}" ]; then
@@ -55,38 +49,17 @@ else
   bin=$(sed -n 's/^path: *//p' "$work/build.txt")
 fi
 
-# 2. The command sera runs in the contention and scale runs: a tiny static
-#    program that appends "<id> <start ns> <end ns>" (CLOCK_REALTIME) to a file
-#    in one write, so hand-offs and overlaps can be read back. STAMP_ID names
-#    the run (the environment is not part of the lock name, so every run shares
-#    one lock); STAMP_SLEEP_MS holds the lock a while; STAMP_WAIT_FILE holds it
-#    until that file exists.
-cat >"$work/stamp.rs" <<'EOF'
-use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-fn now() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
-}
-fn main() {
-    let start = now();
-    let path = std::env::args_os().nth(1).expect("usage: stamp FILE");
-    if let Some(ms) = std::env::var("STAMP_SLEEP_MS").ok().and_then(|v| v.parse().ok()) {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
-    if let Some(file) = std::env::var_os("STAMP_WAIT_FILE") {
-        while std::fs::metadata(&file).is_err() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    let id = std::env::var("STAMP_ID").unwrap_or_default();
-    let line = format!("{id} {start} {}\n", now());
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    f.write_all(line.as_bytes()).unwrap();
-}
-EOF
-rustc --edition 2021 -C opt-level=2 -C panic=abort -C strip=symbols --target x86_64-unknown-linux-musl \
-  -o "$work/stamp" "$work/stamp.rs" 2>/dev/null \
-  || rustc --edition 2021 -C opt-level=2 -o "$work/stamp" "$work/stamp.rs"
+# 2. The command sera runs in the contention and scale runs
+#    (examples/bench_stamp.rs): static when the musl target builds it.
+target_dir=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+if cargo build --release --locked --quiet --example bench_stamp \
+     --target x86_64-unknown-linux-musl 2>/dev/null; then
+  stamp=$target_dir/x86_64-unknown-linux-musl/release/examples/bench_stamp
+else
+  cargo build --release --locked --quiet --example bench_stamp
+  stamp=$target_dir/release/examples/bench_stamp
+fi
 
 # 3. The server.
 if [ -n "${SERA_BENCH_DSN:-}" ]; then
@@ -94,7 +67,6 @@ if [ -n "${SERA_BENCH_DSN:-}" ]; then
   dsn_unix=${SERA_BENCH_DSN_UNIX:-}
 else
   waiters=${SERA_BENCH_WAITERS:-200}
-  env_file="$work/db.env"
   # A CA and a certificate for 127.0.0.1, for the TLS row.
   ( cd "$work" \
     && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=sera-bench-ca \
@@ -103,11 +75,8 @@ else
     && printf 'subjectAltName=IP:127.0.0.1\n' > server.ext \
     && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
          -extfile server.ext -out server.pem ) >/dev/null 2>&1
-  "$root/scripts/mariadb-throwaway.sh" start --max-connections=$((waiters + 50)) \
-    --ssl-ca="$work/ca.pem" --ssl-cert="$work/server.pem" --ssl-key="$work/server.key" >"$env_file"
-  # shellcheck disable=SC1090
-  . "$env_file"
-  db_dir=$SERA_DB_DIR
+  start_db --max-connections=$((waiters + 50)) \
+    --ssl-ca="$work/ca.pem" --ssl-cert="$work/server.pem" --ssl-key="$work/server.key"
   dsn_tcp=$SERA_DB_DSN_TCP
   dsn_unix=$SERA_DB_DSN_UNIX
   dsn_tls="${SERA_DB_DSN_TCP}?tls=true"
@@ -115,485 +84,6 @@ else
 fi
 
 # 4. Measure, and print the markdown.
-SERA_BIN="$bin" SMALL_BIN="${small_bin:-}" STAMP_BIN="$work/stamp" WORK="$work" \
+SERA_BIN="$bin" SMALL_BIN="${small_bin:-}" STAMP_BIN="$stamp" WORK="$work" \
   DSN_TCP="$dsn_tcp" DSN_UNIX="$dsn_unix" DSN_TLS="${dsn_tls:-}" TLS_CA="${tls_ca:-}" \
-  python3 - <<'PY'
-import os, sys, time, json, signal, threading, subprocess, datetime, platform
-
-SERA = os.environ["SERA_BIN"]
-STAMP = os.environ["STAMP_BIN"]
-WORK = os.environ["WORK"]
-DSN_TCP = os.environ["DSN_TCP"]
-DSN_UNIX = os.environ.get("DSN_UNIX") or ""
-DSN_TLS = os.environ.get("DSN_TLS") or ""
-SMALL = os.environ.get("SMALL_BIN") or ""
-ROUNDS = int(os.environ.get("SERA_BENCH_ROUNDS", "200"))
-RACERS = int(os.environ.get("SERA_BENCH_RACERS", "6"))
-RACE_RUNS = int(os.environ.get("SERA_BENCH_RACE_RUNS", "120"))
-WAITERS = int(os.environ.get("SERA_BENCH_WAITERS", "200"))
-IDLE = float(os.environ.get("SERA_BENCH_IDLE_SECONDS", "3"))
-TRUE = "/usr/bin/true" if os.path.exists("/usr/bin/true") else "/bin/true"
-TICK = os.sysconf("SC_CLK_TCK")
-
-BUDGET_SIZE_KIB = 600
-BUDGET_TLS_SIZE_KIB = 2048
-BUDGET_HWM_KIB = 1024
-BUDGET_RATIO = 2.6
-
-failures = []  # correctness problems (not budgets)
-
-
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def parse_dsn(dsn):
-    """user, password, ('tcp', host, port) or ('unix', path) from a go-sql-driver DSN."""
-    head = dsn[: dsn.rfind("/")]
-    at = head.rfind("@")
-    cred, addr = (head[:at], head[at + 1 :]) if at >= 0 else ("", head)
-    user, _, password = cred.partition(":")
-    proto, _, rest = addr.partition("(")
-    address = rest[:-1] if rest.endswith(")") else rest
-    if proto == "unix":
-        return user, password, ("unix", address)
-    host, port = "127.0.0.1", 3306
-    if address:
-        if address.startswith("["):
-            host, _, p = address[1:].partition("]")
-            port = int(p[1:]) if p.startswith(":") else 3306
-        elif ":" in address:
-            host, p = address.rsplit(":", 1)
-            port = int(p)
-        else:
-            host = address
-    return user, password, ("tcp", host, port)
-
-
-def client_argv(dsn):
-    user, password, addr = parse_dsn(dsn)
-    argv = ["mariadb", "--no-defaults", f"-u{user}"]
-    if password:
-        argv.append(f"-p{password}")
-    if addr[0] == "unix":
-        argv += ["--protocol=socket", f"--socket={addr[1]}"]
-    else:
-        argv += ["--protocol=tcp", f"-h{addr[1]}", f"-P{addr[2]}"]
-    return argv
-
-
-def which(name):
-    for d in os.environ.get("PATH", "").split(":"):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK):
-            return p
-    return None
-
-
-CLIENT = which("mariadb") or which("mysql")
-
-
-def sql(query):
-    argv = client_argv(DSN_TCP)
-    argv[0] = CLIENT
-    out = subprocess.run(argv + ["-N", "-B", "-e", query], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"mariadb client: {out.stderr.strip()}")
-    return out.stdout.strip()
-
-
-def write_config(name, dsn, **keys):
-    path = os.path.join(WORK, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(dict({"server": dsn}, **keys), f)
-    return path
-
-
-CFG_TCP = write_config("sera-tcp.json", DSN_TCP)
-CFG_UNIX = write_config("sera-unix.json", DSN_UNIX) if DSN_UNIX else None
-CFG_TLS = write_config("sera-tls.json", DSN_TLS, tls_ca=os.environ["TLS_CA"]) if DSN_TLS else None
-
-DEVNULL_OUT = [(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)]
-ERRLOG = os.path.join(WORK, "stderr.log")
-QUIET = DEVNULL_OUT + [(os.POSIX_SPAWN_OPEN, 2, ERRLOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)]
-
-
-def spawn(argv, env=None, actions=QUIET):
-    # Python ignores SIGPIPE, and an ignored signal survives exec: undo that.
-    return os.posix_spawn(argv[0], argv, env if env is not None else os.environ, file_actions=actions,
-                          setsigdef=(signal.SIGPIPE,))
-
-
-def run(argv, env=None):
-    """Wall ms, CPU ms (user+sys of the process and the children it reaped), status."""
-    t0 = time.perf_counter_ns()
-    pid = spawn(argv, env)
-    _, status, ru = os.wait4(pid, 0)
-    t1 = time.perf_counter_ns()
-    return (t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3, os.waitstatus_to_exitcode(status)
-
-
-def pct(values, p):
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-
-def proc_status(pid):
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                out[k] = v.strip()
-    except OSError:
-        pass
-    return out
-
-
-def kib(status, key):
-    v = status.get(key, "0 kB").split()[0]
-    return int(v)
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
-
-
-def cpu_ns(pid):
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0])
-    except OSError:
-        return 0
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def switches(status):
-    return int(status.get("voluntary_ctxt_switches", 0)) + int(status.get("nonvoluntary_ctxt_switches", 0))
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        if not os.path.exists(f"/proc/{pid}"):
-            return []
-    except OSError:
-        return []
-    found = []  # kernels without CONFIG_PROC_CHILDREN
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
-
-
-def read_stamps(path):
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 3:
-                    rows.append((parts[0], int(parts[1]), int(parts[2])))
-    rows.sort(key=lambda r: r[1])
-    return rows
-
-
-def overlaps(rows):
-    return sum(1 for a, b in zip(rows, rows[1:]) if b[1] < a[2])
-
-
-# ---------------------------------------------------------------------------
-# Machine
-# ---------------------------------------------------------------------------
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-server_version = sql("SELECT VERSION()")
-size_bytes = os.path.getsize(SERA)
-small_bytes = os.path.getsize(SMALL) if SMALL else 0
-print("## Machine\n")
-print(f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
-print(f"- CPU: {cpu_model()}, {os.cpu_count()} logical CPUs (nproc {len(os.sched_getaffinity(0))})")
-print(f"- kernel: {platform.system()} {platform.release()}")
-print(f"- server: {server_version}, loopback")
-print(f"- sera: {SERA} ({size_bytes} bytes)")
-try:
-    load = open("/proc/loadavg").read().split()[:3]
-    print(f"- load average at start: {' '.join(load)}")
-except OSError:
-    pass
-print()
-
-# ---------------------------------------------------------------------------
-# Interleaved runs
-# ---------------------------------------------------------------------------
-variants = [("bare `true`", [TRUE])]
-variants.append(("`sera 5 true`, TCP", [SERA, "--config", CFG_TCP, "5", TRUE]))
-if CFG_UNIX:
-    variants.append(("`sera 5 true`, unix socket", [SERA, "--config", CFG_UNIX, "5", TRUE]))
-if CFG_TLS:
-    variants.append(("`sera 5 true`, TCP with TLS", [SERA, "--config", CFG_TLS, "5", TRUE]))
-if CLIENT:
-    variants.append(("`mariadb -e \"SELECT GET_LOCK('x',5)\"`, TCP",
-                     [CLIENT] + client_argv(DSN_TCP)[1:] + ["-N", "-B", "-e", "SELECT GET_LOCK('x',5)"]))
-
-log(f"interleaved: {ROUNDS} rounds of {len(variants)} variants")
-for name, argv in variants:  # warm up caches, and check each variant works
-    for _ in range(5):
-        _, _, code = run(argv)
-    if code != 0:
-        failures.append(f"{name} exits {code} (see {ERRLOG})")
-walls = {name: [] for name, _ in variants}
-cpus = {name: [] for name, _ in variants}
-codes = {name: set() for name, _ in variants}
-for r in range(ROUNDS):
-    k = r % len(variants)
-    for name, argv in variants[k:] + variants[:k]:
-        w, c, code = run(argv)
-        walls[name].append(w)
-        cpus[name].append(c)
-        codes[name].add(code)
-for name in codes:
-    if codes[name] != {0}:
-        failures.append(f"{name}: exit codes {sorted(codes[name])}")
-
-base_w = pct(walls[variants[0][0]], 50)
-base_c = pct(cpus[variants[0][0]], 50)
-print(f"## Interleaved runs ({ROUNDS} rounds, each runs every variant once, order rotated)\n")
-print("| variant | wall p50 | wall p10–p90 | wall × true | CPU p50 | CPU p10–p90 | CPU × true |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for name, _ in variants:
-    w, c = walls[name], cpus[name]
-    print(f"| {name} | {pct(w, 50):.2f} ms | {pct(w, 10):.2f}–{pct(w, 90):.2f} ms | {pct(w, 50) / base_w:.2f} "
-          f"| {pct(c, 50):.2f} ms | {pct(c, 10):.2f}–{pct(c, 90):.2f} ms | {pct(c, 50) / base_c:.2f} |")
-print()
-print("Wall: from posix_spawn to wait4 in the harness. CPU: user+sys from wait4's rusage "
-      "(the process and the children it reaped, so sera's row includes `true`).\n")
-
-# ---------------------------------------------------------------------------
-# Contention
-# ---------------------------------------------------------------------------
-log(f"contention: {RACERS} racers, {RACE_RUNS} runs")
-race_file = os.path.join(WORK, "race.stamps")
-counter = {"started": 0}
-counter_lock = threading.Lock()
-race_codes = []
-
-
-def racer(i):
-    env = dict(os.environ, STAMP_ID=f"r{i}")
-    while True:
-        with counter_lock:
-            if counter["started"] >= RACE_RUNS:
-                return
-            counter["started"] += 1
-        _, _, code = run([SERA, "--config", CFG_TCP, "30", STAMP, race_file], env)
-        race_codes.append(code)
-
-
-threads = [threading.Thread(target=racer, args=(i,)) for i in range(RACERS)]
-t0 = time.time_ns()
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-t1 = time.time_ns()
-rows = read_stamps(race_file)
-handoffs = [(b[1] - a[2]) / 1e6 for a, b in zip(rows, rows[1:])]
-race_overlaps = overlaps(rows)
-if len(rows) != RACE_RUNS or any(c != 0 for c in race_codes):
-    failures.append(f"contention: {len(rows)} of {RACE_RUNS} runs recorded, exit codes {sorted(set(race_codes))}")
-if race_overlaps:
-    failures.append(f"contention: {race_overlaps} runs overlapped the previous one (two holders at once!)")
-span = (rows[-1][2] - rows[0][1]) / 1e9 if rows else float("nan")
-print(f"## Contention ({RACERS} racers, {RACE_RUNS} serialized runs of `sera 30 <stamp>` over TCP)\n")
-print("| measure | value |")
-print("| --- | ---: |")
-print(f"| runs per second (first start to last end) | {len(rows) / span:.0f} |")
-print(f"| runs per second (whole phase, incl. spawn of the first) | {len(rows) / ((t1 - t0) / 1e9):.0f} |")
-print(f"| hand-off, holder's exit → next command's start, p50 | {pct(handoffs, 50):.2f} ms |")
-print(f"| hand-off p10–p90 | {pct(handoffs, 10):.2f}–{pct(handoffs, 90):.2f} ms |")
-print(f"| hand-off max | {max(handoffs) if handoffs else float('nan'):.2f} ms |")
-print(f"| overlapping runs (must be 0) | {race_overlaps} |")
-print()
-
-# ---------------------------------------------------------------------------
-# Scale: many waiters on one lock
-# ---------------------------------------------------------------------------
-log(f"scale: {WAITERS} waiters")
-scale_file = os.path.join(WORK, "scale.stamps")
-go_file = os.path.join(WORK, "scale.go")
-holder = spawn([SERA, "--config", CFG_TCP, "120", STAMP, scale_file],
-               dict(os.environ, STAMP_ID="holder", STAMP_WAIT_FILE=go_file))
-deadline = time.time() + 10
-while not children(holder) and time.time() < deadline:
-    time.sleep(0.01)
-if not children(holder):
-    failures.append("scale: the holder never started its command")
-waiters = []
-for i in range(WAITERS):
-    waiters.append(spawn([SERA, "--config", CFG_TCP, "120", STAMP, scale_file], dict(os.environ, STAMP_ID=f"w{i}")))
-waiting = 0
-deadline = time.time() + 30
-while time.time() < deadline:
-    waiting = int(sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT GET_LOCK(%'"))
-    if waiting >= WAITERS:
-        break
-    time.sleep(0.1)
-if waiting < WAITERS:
-    failures.append(f"scale: only {waiting} of {WAITERS} waiters reached GET_LOCK")
-time.sleep(0.2)
-before = {p: (cpu_ticks(p), cpu_ns(p), switches(proc_status(p))) for p in waiters}
-time.sleep(IDLE)
-statuses = {p: proc_status(p) for p in waiters}
-after = {p: (cpu_ticks(p), cpu_ns(p), switches(statuses[p])) for p in waiters}
-idle_ticks = sum(after[p][0] - before[p][0] for p in waiters)
-idle_ns = sum(after[p][1] - before[p][1] for p in waiters)
-idle_switches = sum(after[p][2] - before[p][2] for p in waiters)
-rss_total = sum(kib(statuses[p], "VmRSS") for p in waiters)
-pss_total = sum(pss_kib(p) for p in waiters)
-open(go_file, "w").close()
-t_release = time.time_ns()
-scale_codes = []
-for p in [holder] + waiters:
-    _, status = os.waitpid(p, 0)
-    scale_codes.append(os.waitstatus_to_exitcode(status))
-t_drained = time.time_ns()
-rows = read_stamps(scale_file)
-ids = [r[0] for r in rows if r[0] != "holder"]
-scale_overlaps = overlaps(rows)
-once = len(ids) == WAITERS and len(set(ids)) == WAITERS and set(ids) == {f"w{i}" for i in range(WAITERS)}
-if not once or any(c != 0 for c in scale_codes):
-    failures.append(f"scale: {len(ids)} runs, {len(set(ids))} distinct, exit codes {sorted(set(scale_codes))}")
-if scale_overlaps:
-    failures.append(f"scale: {scale_overlaps} runs overlapped (two holders at once!)")
-print(f"## Scale ({WAITERS} seras waiting on one lock, held by another sera)\n")
-print("| measure | value |")
-print("| --- | ---: |")
-print(f"| resident memory per waiter (VmRSS sum / {WAITERS}) | {rss_total / WAITERS:.0f} KiB |")
-print(f"| proportional memory per waiter (Pss sum / {WAITERS}) | {pss_total / WAITERS:.0f} KiB |")
-print(f"| CPU of all waiters over {IDLE:g} s idle (utime+stime) | {idle_ticks} ticks |")
-print(f"| CPU of all waiters over {IDLE:g} s idle (schedstat) | {idle_ns / 1e3:.0f} µs |")
-print(f"| context switches of all waiters over {IDLE:g} s idle | {idle_switches} |")
-print(f"| each ran exactly once | {'yes' if once else 'NO'} ({len(set(ids))} distinct of {len(ids)} runs) |")
-print(f"| overlapping runs (must be 0) | {scale_overlaps} |")
-print(f"| drain: release to last waiter done | {(t_drained - t_release) / 1e6:.0f} ms "
-      f"({WAITERS / ((t_drained - t_release) / 1e9):.0f} runs/s) |")
-print()
-
-# ---------------------------------------------------------------------------
-# Footprint: size, and sera's own peak RSS while its command runs
-# ---------------------------------------------------------------------------
-log("footprint")
-peak = {}
-running_cpu = {}
-# Peak RSS is mostly pages of the binary itself, which the kernel maps in
-# runs around every page touched: the larger TLS build shows more of them.
-builds = [("default build", SERA)] + ([("small build", SMALL)] if SMALL else [])
-for (build, binary), (via, cfg) in [(b, c) for b in builds for c in [("TCP", CFG_TCP), ("unix socket", CFG_UNIX)]]:
-    if not cfg:
-        continue
-    label = f"{build}, {via}"
-    pid = spawn([binary, "--config", cfg, "5", STAMP, os.path.join(WORK, "rss.stamps")],
-                dict(os.environ, STAMP_ID="rss", STAMP_SLEEP_MS="2600"))
-    deadline = time.time() + 10
-    while not children(pid) and time.time() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.2)
-    s0 = proc_status(pid)
-    c0 = (cpu_ns(pid), switches(s0))
-    time.sleep(2.0)
-    s1 = proc_status(pid)
-    c1 = (cpu_ns(pid), switches(s1))
-    peak[label] = (kib(s1, "VmHWM"), kib(s1, "VmRSS"), kib(s1, "RssAnon"))
-    running_cpu[label] = (c1[0] - c0[0], c1[1] - c0[1])
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        failures.append(f"footprint run over {label} exited {os.waitstatus_to_exitcode(status)}")
-print("## Footprint\n")
-print("| measure | value |")
-print("| --- | ---: |")
-print(f"| static binary size, default build (TLS, ed25519) | {size_bytes} bytes ({size_bytes / 1024:.1f} KiB) |")
-if SMALL:
-    print(f"| static binary size, small build (--no-default-features) | {small_bytes} bytes "
-          f"({small_bytes / 1024:.1f} KiB) |")
-for label, (hwm, rss, anon) in peak.items():
-    print(f"| sera's peak RSS (VmHWM) while its command runs, {label} | {hwm} KiB "
-          f"(VmRSS {rss} KiB, of which anonymous {anon} KiB) |")
-for label, (ns, sw) in running_cpu.items():
-    print(f"| sera's CPU over 2 s while its command runs, {label} | {ns / 1e3:.0f} µs, {sw} context switches |")
-print()
-
-# ---------------------------------------------------------------------------
-# Budgets
-# ---------------------------------------------------------------------------
-ratio_tcp = pct(walls[variants[1][0]], 50) / base_w
-# Issue 6 set its budgets for the build without TLS; the TLS build's peak is
-# printed above for what it is.
-budget_build = "small build" if SMALL else "default build"
-max_hwm = max((h for label, (h, _, _) in peak.items() if label.startswith(budget_build)), default=float("nan"))
-idle_ok = idle_ticks == 0 and idle_switches == 0 and all(sw == 0 for _, sw in running_cpu.values())
-budgets = [
-    (f"static binary with TLS ≤ {BUDGET_TLS_SIZE_KIB} KiB", f"{size_bytes / 1024:.1f} KiB",
-     size_bytes <= BUDGET_TLS_SIZE_KIB * 1024),
-    (f"peak RSS (VmHWM) of sera ({budget_build}) ≤ {BUDGET_HWM_KIB} KiB", f"{max_hwm} KiB",
-     max_hwm <= BUDGET_HWM_KIB),
-    (f"median wall of `sera 5 true` (TCP) ≤ {BUDGET_RATIO} × bare true", f"{ratio_tcp:.2f} ×", ratio_tcp <= BUDGET_RATIO),
-]
-if SMALL:
-    budgets.insert(0, (f"static binary without TLS ≤ {BUDGET_SIZE_KIB} KiB", f"{small_bytes / 1024:.1f} KiB",
-                       small_bytes <= BUDGET_SIZE_KIB * 1024))
-if CFG_UNIX:
-    ratio_unix = pct(walls[variants[2][0]], 50) / base_w
-    budgets.append((f"median wall of `sera 5 true` (unix) ≤ {BUDGET_RATIO} × bare true", f"{ratio_unix:.2f} ×",
-                    ratio_unix <= BUDGET_RATIO))
-budgets.append(("no CPU and no wake-ups while waiting for the lock or while the command runs",
-                f"{idle_ticks} ticks, {idle_switches} switches waiting; "
-                + ", ".join(f"{sw} switches running ({label})" for label, (_, sw) in running_cpu.items()),
-                idle_ok))
-print("## Budgets\n")
-print("| budget | measured | verdict |")
-print("| --- | ---: | :---: |")
-for name, value, ok in budgets:
-    print(f"| {name} | {value} | {'PASS' if ok else 'FAIL'} |")
-print()
-if failures:
-    print("## Correctness problems\n")
-    for f in failures:
-        print(f"- {f}")
-    print()
-sys.stdout.flush()
-sys.exit(0 if not failures and all(ok for _, _, ok in budgets) else 1)
-PY
+  python3 scripts/bench.py

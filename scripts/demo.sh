@@ -6,23 +6,19 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+. scripts/lib.sh
+
 cargo build --release --quiet
 sera=$PWD/target/release/sera
-tmp=$(mktemp -d /tmp/sera-demo.XXXXXX)
-SERA_DB_DIR=
-cleanup() {
-    [ -z "$SERA_DB_DIR" ] || scripts/mariadb-throwaway.sh stop "$SERA_DB_DIR"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+work=$(mktemp -d /tmp/sera-demo.XXXXXX)
 
 if [ -n "${SERA_DEMO_DSN:-}" ]; then
     dsn=$SERA_DEMO_DSN
 else
-    eval "$(scripts/mariadb-throwaway.sh start)"
+    start_db
     dsn=$SERA_DB_DSN_TCP
 fi
-config=$tmp/sera.json
+config=$work/sera.json
 printf '{"server": "%s", "verbose": true}\n' "$dsn" > "$config"
 chmod 600 "$config"
 job='echo "[$WHO] running, pid $$"; sleep 2; echo "[$WHO] done"'

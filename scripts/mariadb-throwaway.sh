@@ -16,9 +16,11 @@
 #   SERA_DB_DSN_TCP    sera:sera-pass@tcp(127.0.0.1:PORT)/
 #   SERA_DB_DSN_UNIX   sera:sera-pass@unix(SOCKET)/
 #   SERA_DB_VERSION    the server's version string
-# User `sera`@`%` and `sera`@`localhost`, password `sera-pass`,
-# mysql_native_password, GRANT ALL ON *.*. root@localhost has no password
-# (socket only). Extra arguments to `start` go to mariadbd as they are
+# The options in tests/support/mariadb.cnf and the SQL in
+# tests/support/setup.sql are the tests' own: user `sera`@`%` and
+# `sera`@`localhost`, password `sera-pass`, mysql_native_password, GRANT ALL ON
+# *.*, database `sera_test`. root@localhost has no password (socket only).
+# Extra arguments to `start` go to mariadbd after those options, so they win
 # (e.g. --max-connections=500).
 #
 # `stop DIR` sends SIGTERM to the mariadbd recorded in DIR (only if that pid is
@@ -33,25 +35,14 @@ MARIADBD=${MARIADBD:-$(command -v mariadbd || command -v mysqld || echo /usr/sbi
 MARIADB_INSTALL_DB=${MARIADB_INSTALL_DB:-$(command -v mariadb-install-db || command -v mysql_install_db || echo mariadb-install-db)}
 MARIADB=${MARIADB:-$(command -v mariadb || command -v mysql || echo mariadb)}
 
-# Small and quick: these servers hold locks, not data.
-FAST_OPTIONS=(
-  --innodb-buffer-pool-size=8M
-  --innodb-log-file-size=4M
-  --innodb-use-native-aio=0
-  --innodb-buffer-pool-load-at-startup=0
-  --innodb-buffer-pool-dump-at-shutdown=0
-  --key-buffer-size=1M
-  --aria-pagecache-buffer-size=1M
-  --skip-log-bin
-  --performance-schema=OFF
-  --skip-name-resolve
-)
-
-SETUP_SQL="
-CREATE USER 'sera'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('sera-pass');
-CREATE USER 'sera'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('sera-pass');
-GRANT ALL ON *.* TO 'sera'@'%';
-GRANT ALL ON *.* TO 'sera'@'localhost';"
+# The server's options and setup SQL, shared with the tests (tests/support/
+# mariadb.rs): each option line of mariadb.cnf becomes --name=value.
+support=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/support" && pwd)
+SERVER_OPTIONS=()
+while read -r line; do
+  case $line in '' | '#'* | '['*) continue ;; esac
+  SERVER_OPTIONS+=("--$line")
+done <"$support/mariadb.cnf"
 
 say() { echo "mariadb-throwaway: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -71,8 +62,7 @@ start() {
   # shellcheck disable=SC2046
   if ! "$MARIADB_INSTALL_DB" --no-defaults $(user_args) --datadir="$dir/data" \
       --auth-root-authentication-method=normal --skip-test-db \
-      --innodb-buffer-pool-size=8M --innodb-log-file-size=4M \
-      >"$dir/install.log" 2>&1; then
+      "${SERVER_OPTIONS[@]}" >"$dir/install.log" 2>&1; then
     cat "$dir/install.log" >&2
     rm -rf "$dir"
     die "mariadb-install-db failed"
@@ -87,7 +77,7 @@ start() {
       --datadir="$dir/data" --tmpdir="$dir/tmp" --socket="$socket" \
       --pid-file="$dir/mysqld.pid" --log-error="$dir/err.log" \
       --bind-address=127.0.0.1 --port="$port" \
-      "${FAST_OPTIONS[@]}" "$@" \
+      "${SERVER_OPTIONS[@]}" "$@" \
       </dev/null >"$dir/mariadbd.out" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/pid"
@@ -114,7 +104,7 @@ start() {
   done
   grep -q "ready for connections" "$dir/err.log" || { rm -rf "$dir"; die "no free port found"; }
 
-  "$MARIADB" --no-defaults -uroot --socket="$socket" -e "$SETUP_SQL" \
+  "$MARIADB" --no-defaults -uroot --socket="$socket" <"$support/setup.sql" \
     || { stop "$dir"; die "could not create the sera user"; }
   local version
   version=$("$MARIADB" --no-defaults -uroot --socket="$socket" -N -B -e "SELECT VERSION()")

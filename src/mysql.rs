@@ -18,7 +18,9 @@ use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
-use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::packets::{
+    AuthPlugin, AuthSwitchRequest, ErrPacket, HandshakePacket, HandshakeResponse,
+};
 use mysql_common::proto::MySerialize;
 
 use crate::dsn::{Address, Dsn, Tls};
@@ -32,14 +34,14 @@ pub const MAX_REPLY: usize = 1 << 20;
 /// a bounded dial; sera must never hang on a server that accepts and is mute.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A round trip may not go on for ever: a check or a query gives up after this
-/// unless the caller says otherwise (GET_LOCK adds its own wait to it).
+/// A packet is a header (the payload's length in 3 bytes, then a sequence id)
+/// and at most MAX_PAYLOAD bytes of payload; a packet that full is continued
+/// by the next one.
 const HEADER_LEN: usize = 4;
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
 
 const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
-const COM_PING: u8 = 0x0e;
 
 /// Why a conversation with the server failed.
 #[derive(Debug)]
@@ -54,7 +56,10 @@ pub enum Error {
         state: String,
         message: String,
     },
-    /// The peer does not speak the protocol we expect.
+    /// Anything else, said in words for the user: a peer that does not speak
+    /// the protocol as expected, something sera will not do (an auth plugin,
+    /// a password in clear, TLS it was built without), a failed TLS handshake,
+    /// an unusable server key. `lock` adds a GET_LOCK that said NULL.
     Protocol(String),
 }
 
@@ -163,21 +168,24 @@ impl Conn {
     /// Dial, read the greeting, authenticate and set the DSN's session
     /// variables, all within the DSN's `timeout` (10 s without one).
     pub fn connect(dsn: &Dsn) -> Result<Conn, Error> {
-        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let deadline = Instant::now() + timeout;
-        let stream = dial(&dsn.address, timeout)?;
-        Conn::start(stream, dsn, deadline)
+        Conn::start(dsn, |timeout| dial(&dsn.address, timeout))
     }
 
     /// The same conversation over a stream someone else opened: the fuzz
     /// targets feed the client a server's bytes through a socket pair.
     pub fn connect_over(stream: UnixStream, dsn: &Dsn) -> Result<Conn, Error> {
-        let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        Conn::start(Stream::Unix(stream), dsn, Instant::now() + timeout)
+        Conn::start(dsn, |_| Ok(Stream::Unix(stream)))
     }
 
-    fn start(stream: Stream, dsn: &Dsn, deadline: Instant) -> Result<Conn, Error> {
+    /// `open` gets the connect timeout for its dial; the deadline for the
+    /// whole conversation starts before it.
+    fn start(
+        dsn: &Dsn,
+        open: impl FnOnce(Duration) -> Result<Stream, Error>,
+    ) -> Result<Conn, Error> {
         let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = Instant::now() + timeout;
+        let stream = open(timeout)?;
         stream.set_write_timeout(Some(dsn.write_timeout.unwrap_or(timeout)))?;
         let mut conn = Conn {
             secure: matches!(stream, Stream::Unix(_)),
@@ -274,13 +282,6 @@ impl Conn {
         self.read_ok(Instant::now() + timeout)
     }
 
-    /// COM_PING: proves the session is alive and resets `wait_timeout`.
-    pub fn ping(&mut self) -> Result<(), Error> {
-        self.seq = 0;
-        self.send_command(COM_PING, &[])?;
-        self.read_ok(Instant::now() + self.reply_timeout)
-    }
-
     /// Say goodbye. The server frees every lock of the session when it ends,
     /// so this is also the cheapest release.
     pub fn quit(mut self) {
@@ -304,8 +305,9 @@ impl Conn {
                 self.server_version
             )));
         }
-        // No compression, no SSL, no multi-statements, no LOCAL INFILE: a
-        // lock session needs none of them, and each is attack surface.
+        // No compression, no multi-statements, no LOCAL INFILE: a lock
+        // session needs none of them, and each is attack surface. SSL is
+        // added by start_tls, and only when the DSN asks for TLS.
         let wanted = CapabilityFlags::CLIENT_PROTOCOL_41
             | CapabilityFlags::CLIENT_LONG_PASSWORD
             | CapabilityFlags::CLIENT_LONG_FLAG
@@ -322,6 +324,9 @@ impl Conn {
             self.capabilities |= CapabilityFlags::CLIENT_CONNECT_WITH_DB;
         }
         if self.wants_tls(dsn, server_caps)? {
+            // Built without TLS, wants_tls has already refused a DSN that
+            // asks for it, so there is nothing to start.
+            #[cfg(feature = "tls")]
             self.start_tls(dsn, deadline)?;
         }
 
@@ -409,11 +414,6 @@ impl Conn {
         Ok(())
     }
 
-    #[cfg(not(feature = "tls"))]
-    fn start_tls(&mut self, _dsn: &Dsn, _deadline: Instant) -> Result<(), Error> {
-        Err(protocol("this sera was built without TLS"))
-    }
-
     /// The greeting gets a closer look than other packets: the peer may not
     /// be MySQL at all, and the user deserves to be told what it is.
     fn read_greeting(&mut self, deadline: Instant) -> Result<Vec<u8>, Error> {
@@ -439,7 +439,7 @@ impl Conn {
         }
         let packet = self.read_packet(deadline)?;
         match packet.first() {
-            Some(0xff) => Err(server_error(&packet)),
+            Some(0xff) => Err(server_error(&packet, self.capabilities)),
             Some(10) => Ok(packet),
             Some(v) => Err(protocol(format!(
                 "not a MySQL server: greeting has protocol version {v}, expected 10"
@@ -513,7 +513,7 @@ impl Conn {
             let packet = self.read_packet(deadline)?;
             match packet.first() {
                 Some(0x00) => return Ok(()),
-                Some(0xff) => return Err(server_error(&packet)),
+                Some(0xff) => return Err(server_error(&packet, self.capabilities)),
                 Some(0xfe) if packet.len() == 1 => {
                     return Err(protocol(
                         "the server asks for the pre-4.1 password hash, which sera refuses",
@@ -559,7 +559,7 @@ impl Conn {
         let reply = self.read_packet(deadline)?;
         let pem = match reply.split_first() {
             Some((0x01, pem)) => pem,
-            Some((0xff, _)) => return Err(server_error(&reply)),
+            Some((0xff, _)) => return Err(server_error(&reply, self.capabilities)),
             _ => return Err(protocol("the server did not send its public key")),
         };
         let encrypted =
@@ -615,7 +615,7 @@ impl Conn {
         let packet = self.read_packet(deadline)?;
         match packet.first() {
             Some(0x00) => Ok(()),
-            Some(0xff) => Err(server_error(&packet)),
+            Some(0xff) => Err(server_error(&packet, self.capabilities)),
             _ => Err(protocol("expected an OK packet from the server")),
         }
     }
@@ -681,7 +681,7 @@ impl Conn {
         let (start, end) = next(self, 0)?;
         let first = &self.inbox[start..end];
         let columns = match first.first() {
-            Some(0xff) => return Err(server_error(first)),
+            Some(0xff) => return Err(server_error(first, self.capabilities)),
             Some(0x00) => return Err(protocol("the query returned no result set")),
             _ => ParseBuf(first)
                 .checked_eat_lenenc_int()
@@ -705,7 +705,7 @@ impl Conn {
             at = end;
             let packet = &self.inbox[start..end];
             match packet.first() {
-                Some(0xff) => return Err(server_error(packet)),
+                Some(0xff) => return Err(server_error(packet, self.capabilities)),
                 // EOF or OK terminator. A row cannot start with 0xFE here: it
                 // would announce a value of 16 MiB, beyond MAX_REPLY.
                 Some(0xfe) => break,
@@ -757,22 +757,21 @@ fn parse_row(packet: &[u8], columns: u64) -> Result<Row, Error> {
     Ok(row)
 }
 
-/// An ERR packet: 0xFF, code, then `#` and a five-character SQLSTATE when the
-/// server knows we speak 4.1 (errors sent before the greeting lack it).
-fn server_error(packet: &[u8]) -> Error {
-    let code = match packet {
-        [_, lo, hi, ..] => u16::from_le_bytes([*lo, *hi]),
-        _ => return protocol("truncated error packet from the server"),
-    };
-    let rest = &packet[3..];
-    let (state, message) = match rest {
-        [b'#', state @ ..] if state.len() >= 5 => (&state[..5], &state[5..]),
-        _ => (&rest[..0], rest),
-    };
-    Error::Server {
-        code,
-        state: String::from_utf8_lossy(state).into_owned(),
-        message: String::from_utf8_lossy(message).into_owned(),
+/// An ERR packet, as mysql_common reads it: 0xFF, the code, then `#` and a
+/// five-character SQLSTATE once the client has said it speaks 4.1 (an error
+/// sent in place of the greeting, before that, has none).
+fn server_error(packet: &[u8], capabilities: CapabilityFlags) -> Error {
+    match ParseBuf(packet).parse::<ErrPacket>(capabilities) {
+        Ok(ErrPacket::Error(e)) => Error::Server {
+            code: e.error_code(),
+            state: e
+                .sql_state_ref()
+                .map(|state| state.as_str().into_owned())
+                .unwrap_or_default(),
+            message: e.message_str().into_owned(),
+        },
+        // A progress report comes only to clients that ask for it; sera does not.
+        Ok(ErrPacket::Progress(_)) | Err(_) => protocol("unreadable error packet from the server"),
     }
 }
 
@@ -849,17 +848,24 @@ mod tests {
 
     #[test]
     fn error_packets_with_and_without_sqlstate() {
-        let with = server_error(b"\xff\x15\x04#28000Access denied");
+        let v41 = CapabilityFlags::CLIENT_PROTOCOL_41;
+        let with = server_error(b"\xff\x15\x04#28000Access denied", v41);
         assert!(
             matches!(with, Error::Server { code: 1045, ref state, ref message }
             if state == "28000" && message == "Access denied")
         );
-        let without = server_error(b"\xff\x10\x04Too many connections");
+        // In place of the greeting, before the client has said 4.1.
+        let early = CapabilityFlags::empty();
+        let without = server_error(b"\xff\x10\x04Too many connections", early);
         assert!(
             matches!(without, Error::Server { code: 1040, ref state, ref message }
             if state.is_empty() && message == "Too many connections")
         );
-        assert!(matches!(server_error(b"\xff"), Error::Protocol(_)));
+        assert!(matches!(server_error(b"\xff", early), Error::Protocol(_)));
+        assert!(matches!(
+            server_error(b"\xff\x15\x04#28", v41),
+            Error::Protocol(_)
+        ));
     }
 
     #[test]

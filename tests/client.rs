@@ -1,5 +1,5 @@
 //! The wire client against a real MariaDB: connect, auth errors, timeouts,
-//! GET_LOCK contention, ping and session variables from the DSN.
+//! GET_LOCK contention, the liveness check and session variables from the DSN.
 
 mod support;
 
@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use sera::dsn::Dsn;
+use sera::lock::{Check, Watch};
 use sera::mysql::{Conn, Error};
 use support::{shared_dsn, ClosedPort, Server};
 
@@ -130,11 +131,17 @@ fn get_lock_is_exclusive_until_the_holder_disconnects() {
 }
 
 #[test]
-fn ping_answers() {
+fn the_liveness_check_answers_until_the_lock_is_gone() {
     let mut conn = connect(&shared_dsn()).unwrap();
-    conn.ping().unwrap();
-    conn.ping().unwrap();
-    assert_eq!(value(&mut conn, "SELECT 2").as_deref(), Some("2"));
+    let name = "client-test-liveness";
+    let get = format!("SELECT GET_LOCK('{name}', 0)");
+    assert_eq!(value(&mut conn, &get).as_deref(), Some("1"));
+    let mut watch = Watch::new(name, Duration::from_secs(5));
+    assert!(matches!(watch.check(&mut conn), Check::Ours));
+    assert!(matches!(watch.check(&mut conn), Check::Ours));
+    let release = format!("SELECT RELEASE_LOCK('{name}')");
+    assert_eq!(value(&mut conn, &release).as_deref(), Some("1"));
+    assert!(matches!(watch.check(&mut conn), Check::Lost(_)));
 }
 
 #[test]

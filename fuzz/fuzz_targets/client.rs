@@ -312,7 +312,8 @@ fn serve<S: Read + Write + AsRawFd>(
 }
 
 /// What sera does with a connection: the check query, the lock query sent
-/// and read apart, a ping. Returns the connection (if any) so the caller
+/// and read apart, a statement answered by OK (as the session setup sent with
+/// GET_LOCK is). Returns the connection (if any) so the caller
 /// chooses when it closes. With SERA_FUZZ_VERBOSE set, says how each went
 /// (to see what a seed or a crash input does).
 fn talk(conn: Result<Conn, sera::mysql::Error>) -> Option<Conn> {
@@ -346,8 +347,11 @@ fn talk(conn: Result<Conn, sera::mysql::Error>) -> Option<Conn> {
         .send_query("SELECT GET_LOCK('x', 0)")
         .and_then(|()| conn.read_row(TIMEOUT));
     say("lock", describe(outcome));
-    let outcome = conn.ping().map(|()| None);
-    say("ping", describe(outcome));
+    let outcome = conn
+        .send_query("SET SESSION wait_timeout=60")
+        .and_then(|()| conn.read_done(TIMEOUT))
+        .map(|()| None);
+    say("setup", describe(outcome));
     Some(conn)
 }
 

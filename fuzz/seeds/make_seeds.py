@@ -119,7 +119,7 @@ def client(flags, *replies):
 
 
 def after_auth(deprecate_eof=True, lock=b"1"):
-    """The check query, GET_LOCK and a ping, all answered."""
+    """The check query, GET_LOCK and a SET (answered by OK), all answered."""
     return [result(b"1", deprecate_eof), result(lock, deprecate_eof), ok(1)]
 
 

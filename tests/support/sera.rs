@@ -7,11 +7,13 @@ use std::process::{Command, Output, Stdio};
 
 use super::TempDir;
 
+#[allow(dead_code)]
 pub struct Setup {
     pub dir: TempDir,
     pub config: PathBuf,
 }
 
+#[allow(dead_code)]
 impl Setup {
     /// A config with just `server`.
     pub fn new(dsn: &str) -> Setup {
@@ -43,12 +45,14 @@ impl Setup {
     }
 }
 
+#[allow(dead_code)]
 pub struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
+#[allow(dead_code)]
 impl Outcome {
     pub fn from(out: Output) -> Outcome {
         use std::os::unix::process::ExitStatusExt;
@@ -65,12 +69,14 @@ impl Outcome {
 
 /// SQL for the connection id holding the lock of this command line, as the
 /// Go sera names it (the server computes the MD5 of the hex-encoded text).
+#[allow(dead_code)]
 pub fn is_used_lock_sql(command_line: &str) -> String {
     let hex: String = command_line.bytes().map(|b| format!("{b:02x}")).collect();
     format!("SELECT IS_USED_LOCK(MD5(X'{hex}'))")
 }
 
 /// Whether a process is still alive (and not a zombie).
+#[allow(dead_code)]
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
