@@ -14,3 +14,4 @@ mod server_key;
 pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod version;
