@@ -47,9 +47,8 @@ else
   echo "bench: building the static release binaries, small and with TLS" >&2
   "$root/scripts/build-static.sh" --no-default-features >"$work/build-small.txt"
   cat "$work/build-small.txt" >&2
-  # Both builds land at the same path: keep the small one aside.
-  cp "$(sed -n 's/^path: *//p' "$work/build-small.txt")" "$work/sera-small"
-  small_bin=$work/sera-small
+  # Each build lands in target/dist under its own name.
+  small_bin=$(sed -n 's/^path: *//p' "$work/build-small.txt")
   "$root/scripts/build-static.sh" >"$work/build.txt"
   cat "$work/build.txt" >&2
   bin=$(sed -n 's/^path: *//p' "$work/build.txt")
@@ -135,7 +134,7 @@ IDLE = float(os.environ.get("SERA_BENCH_IDLE_SECONDS", "3"))
 TRUE = "/usr/bin/true" if os.path.exists("/usr/bin/true") else "/bin/true"
 TICK = os.sysconf("SC_CLK_TCK")
 
-BUDGET_SIZE_KIB = 600
+BUDGET_SIZE_KIB = 640  # raised from 600 by issue 16, as scripts/build-static.sh
 BUDGET_TLS_SIZE_KIB = 2048
 BUDGET_HWM_KIB = 1024
 BUDGET_RATIO = 2.6
