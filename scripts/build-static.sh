@@ -54,8 +54,9 @@ if [ "$target" = x86_64-unknown-linux-musl ]; then
     lacks+=(musl-tools)
   fi
 else
-  # cc-rs would look for aarch64-linux-musl-gcc, which Debian does not have;
-  # the gnu cross gcc compiles ring's freestanding C just as well.
+  # cc-rs would look for aarch64-linux-musl-gcc, which Debian does not have.
+  # The gnu cross gcc compiles ring's C just as well: it needs C headers but
+  # no C library, since the link uses Rust's own musl.
   export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
   export AR_aarch64_unknown_linux_musl=${AR_aarch64_unknown_linux_musl:-aarch64-linux-gnu-ar}
   if ! command -v "$CC_aarch64_unknown_linux_musl" >/dev/null; then
