@@ -41,9 +41,8 @@ else
   echo "bench: building the static release binaries, small and with TLS" >&2
   "$root/scripts/build-static.sh" --no-default-features >"$work/build-small.txt"
   cat "$work/build-small.txt" >&2
-  # Both builds land at the same path: keep the small one aside.
-  cp "$(sed -n 's/^path: *//p' "$work/build-small.txt")" "$work/sera-small"
-  small_bin=$work/sera-small
+  # Each build lands in target/dist under its own name.
+  small_bin=$(sed -n 's/^path: *//p' "$work/build-small.txt")
   "$root/scripts/build-static.sh" >"$work/build.txt"
   cat "$work/build.txt" >&2
   bin=$(sed -n 's/^path: *//p' "$work/build.txt")

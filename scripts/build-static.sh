@@ -1,35 +1,91 @@
 #!/usr/bin/env bash
-# The release artefact: a fully static sera for x86_64 Linux (musl, static-pie),
-# stripped. Prints its path, size and sha256, and fails if the binary turned
-# out dynamic, does not run, or is over its size budget.
+# The release artefacts: a fully static sera (musl) for x86_64 or aarch64
+# Linux, stripped, with TLS and ed25519 (full) or without (small). Each lands
+# in target/dist/ under its own name, and target/dist/SHA256SUMS is rewritten
+# for every artefact there. Prints the artefact's path, size and sha256, and
+# fails if the binary turned out dynamic, does not run, or is over its budget.
 #
-#   scripts/build-static.sh                        # TLS and ed25519: budget 2 MiB
-#   scripts/build-static.sh --no-default-features  # the small build: budget 600 KiB
+#   scripts/build-static.sh                        # sera-<version>-x86_64-linux-musl        (budget 2048 KiB)
+#   scripts/build-static.sh --no-default-features  # sera-<version>-x86_64-linux-musl-small  (budget 640 KiB)
+#   scripts/build-static.sh --target aarch64-unknown-linux-musl [--no-default-features]
+#                                                  # sera-<version>-aarch64-linux-musl[-small]
 #   (other arguments go to cargo build)
 #
-# Needs rustup's musl target (`rustup target add x86_64-unknown-linux-musl`);
-# Rust ships musl and its start files. With TLS, ring's C and assembly parts
-# are compiled by musl-gcc (`apt-get install musl-tools`). The linker
-# settings live in .cargo/config.toml.
+# Needs rustup's musl target, which this script adds when it is missing (Rust
+# ships musl and its start files with it). What else it needs is Debian's:
+# - x86_64 full: musl-gcc (musl-tools) compiles ring's C and assembly parts.
+# - aarch64: aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) links, and for the
+#   full build compiles ring's C parts, against the aarch64 C headers of
+#   libc6-dev-arm64-cross (ring needs only stdint.h and string.h from them;
+#   the binary links Rust's own musl, so no glibc code gets in).
+# - qemu-user-static (qemu-aarch64-static) runs an aarch64 binary on x86_64
+#   for the "runs" check; without it the check is skipped, and said so.
+# The linker settings live in .cargo/config.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGET=x86_64-unknown-linux-musl
-case " $* " in
-  *" --no-default-features "*) BUDGET_KIB=600 ;;
-  *) BUDGET_KIB=2048
-     command -v musl-gcc >/dev/null || {
-       echo "build-static: TLS needs musl-gcc: apt-get install musl-tools" \
-            "(or build without TLS: --no-default-features)" >&2
-       exit 1
-     } ;;
+target=x86_64-unknown-linux-musl
+small=
+cargo_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) [ $# -ge 2 ] || { echo "build-static: --target needs a triple" >&2; exit 1; }
+              target=$2; shift ;;
+    --target=*) target=${1#--target=} ;;
+    --no-default-features) small=1; cargo_args+=("$1") ;;
+    *) cargo_args+=("$1") ;;
+  esac
+  shift
+done
+
+arch=${target%%-*}
+case "$target" in
+  x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) ;;
+  *) echo "build-static: unsupported target $target:" \
+          "x86_64-unknown-linux-musl or aarch64-unknown-linux-musl" >&2
+     exit 1 ;;
 esac
+if [ -n "$small" ]; then budget_kib=640; else budget_kib=2048; fi
 
-cargo build --release --locked --target "$TARGET" "$@" >&2
+# What the machine lacks, gathered so that it is said in one line.
+lacks=()
+if [ "$target" = x86_64-unknown-linux-musl ]; then
+  if [ -z "$small" ] && ! command -v musl-gcc >/dev/null; then
+    lacks+=(musl-tools)
+  fi
+else
+  # cc-rs would look for aarch64-linux-musl-gcc, which Debian does not have.
+  # The gnu cross gcc compiles ring's C just as well: it needs C headers but
+  # no C library, since the link uses Rust's own musl.
+  export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+  export AR_aarch64_unknown_linux_musl=${AR_aarch64_unknown_linux_musl:-aarch64-linux-gnu-ar}
+  if ! command -v "$CC_aarch64_unknown_linux_musl" >/dev/null; then
+    lacks+=(gcc-aarch64-linux-gnu)
+    [ -n "$small" ] || lacks+=(libc6-dev-arm64-cross)
+  elif [ -z "$small" ] &&
+       ! echo '#include <string.h>' | "$CC_aarch64_unknown_linux_musl" -E -x c - >/dev/null 2>&1; then
+    # Without them Debian's cross gcc falls back to the host's x86_64
+    # headers and fails half-way through ring.
+    lacks+=(libc6-dev-arm64-cross)
+  fi
+fi
+if [ "${#lacks[@]}" -gt 0 ]; then
+  echo "build-static: this machine lacks what the $arch${small:+ small} build needs:" \
+       "apt-get install ${lacks[*]}${small:-" (or build without TLS: --no-default-features)"}" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
+  echo "build-static: adding rustup's $target target" >&2
+  rustup target add "$target" >&2
+fi
 
-target_dir=$(cargo metadata --format-version 1 --no-deps \
-  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/$TARGET/release/sera"
+cargo build --release --locked --target "$target" ${cargo_args[@]+"${cargo_args[@]}"} >&2
+
+{ read -r target_dir; read -r version; } < <(cargo metadata --format-version 1 --no-deps | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+print(m["target_directory"]); print(next(p["version"] for p in m["packages"] if p["name"] == "sera"))')
+bin="$target_dir/$target/release/sera"
 [ -x "$bin" ] || { echo "build-static: $bin not found" >&2; exit 1; }
 
 # Static means: no program interpreter, no shared libraries needed.
@@ -49,26 +105,54 @@ if command -v file >/dev/null; then
 else
   kind="(file(1) not installed)"
 fi
-# And it must start: a static-pie relocates itself (RELR included), so a
-# toolchain whose musl cannot would give a binary that crashes at once.
-if ! version=$("$bin" --version 2>&1) || [ "${version#sera }" = "$version" ]; then
-  problems+=("it does not run: \`$bin --version\` said: $version")
+# And it must start: the x86_64 static-pie relocates itself (RELR included),
+# so a toolchain whose musl cannot would give a binary that crashes at once.
+# Another architecture's binary runs under qemu-user when it is there.
+run=()
+if [ "$(uname -m)" != "$arch" ]; then
+  for qemu in "qemu-$arch-static" "qemu-$arch"; do
+    if command -v "$qemu" >/dev/null; then run=("$qemu"); break; fi
+  done
+fi
+if [ "$(uname -m)" != "$arch" ] && [ "${#run[@]}" -eq 0 ]; then
+  version_line="not run: no qemu-$arch-static or qemu-$arch here (apt-get install qemu-user-static)"
+elif ! version_line=$(${run[@]+"${run[@]}"} "$bin" --version 2>&1) ||
+     [ "${version_line#sera }" = "$version_line" ]; then
+  problems+=("it does not run: \`${run[*]:+${run[*]} }$bin --version\` said: $version_line")
+fi
+bytes=$(stat -c %s "$bin")
+kib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1024 }')
+if [ "$bytes" -gt $((budget_kib * 1024)) ]; then
+  problems+=("it is over the size budget: $kib KiB > $budget_kib KiB")
 fi
 if [ "${#problems[@]}" -gt 0 ]; then
-  echo "build-static: $bin is NOT static:" >&2
+  echo "build-static: $bin is not fit to release:" >&2
   printf '  - %s\n' "${problems[@]}" >&2
   exit 1
 fi
 
-bytes=$(stat -c %s "$bin")
-kib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1024 }')
-sha=$(sha256sum "$bin" | cut -d' ' -f1)
-echo "path:   $bin"
-echo "size:   $bytes bytes ($kib KiB; budget $BUDGET_KIB KiB)"
+# Only a binary that passed lands in dist/, so SHA256SUMS never vouches for
+# a bad one. The names carry version, arch and flavour, so all four
+# artefacts live side by side.
+dist="$target_dir/dist"
+name="sera-$version-$arch-linux-musl${small:+-small}"
+mkdir -p "$dist"
+cp "$bin" "$dist/$name.tmp"
+mv -f "$dist/$name.tmp" "$dist/$name"
+# Relative names, so `cd target/dist && sha256sum -c SHA256SUMS` checks them
+# wherever the folder is copied to.
+(
+  cd "$dist"
+  shopt -s nullglob
+  artefacts=(sera-*-linux-musl sera-*-linux-musl-small)
+  sha256sum -- "${artefacts[@]}" >SHA256SUMS.tmp
+  mv -f SHA256SUMS.tmp SHA256SUMS
+)
+
+sha=$(sha256sum "$dist/$name" | cut -d' ' -f1)
+echo "path:   $dist/$name"
+echo "size:   $bytes bytes ($kib KiB; budget $budget_kib KiB)"
 echo "sha256: $sha"
 echo "type:   $kind"
-echo "runs:   $version"
-if [ "$bytes" -gt $((BUDGET_KIB * 1024)) ]; then
-  echo "build-static: over the size budget of $BUDGET_KIB KiB" >&2
-  exit 1
-fi
+echo "runs:   ${run[*]:+${run[*]}: }$version_line"
+echo "sums:   $dist/SHA256SUMS"

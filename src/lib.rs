@@ -15,3 +15,4 @@ pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tree;
+pub mod version;

@@ -43,7 +43,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
             return Ok(0);
         }
         Ok(Request::Version) => {
-            println!("sera {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", sera::version::line());
             return Ok(0);
         }
         Err(why) => {
