@@ -73,6 +73,22 @@ fn bad_config_files_are_200_naming_the_file_and_the_problem() {
             ),
             "check_interval",
         ),
+        (
+            "check_interval under 100ms",
+            format!(
+                "{{\"server\": \"{}\", \"check_interval\": \"50ms\"}}",
+                shared_dsn()
+            ),
+            "\"check_interval\": 50ms is too short: the least is 100ms",
+        ),
+        (
+            "bad orphans",
+            format!(
+                "{{\"server\": \"{}\", \"orphans\": \"keep\"}}",
+                shared_dsn()
+            ),
+            "\"orphans\": \"keep\" is not one of wait, term, ignore",
+        ),
         ("megabytes of junk", junk, "larger than"),
         ("binary", "\u{0}\u{1}{}".into(), "not valid JSON"),
     ];
@@ -146,7 +162,7 @@ fn bad_dsns_are_200_and_never_show_the_password() {
 #[test]
 fn bad_arguments_are_201() {
     let s = Setup::new(&shared_dsn());
-    let cases: [(&str, &[&str], &str); 7] = [
+    let cases: [(&str, &[&str], &str); 9] = [
         ("non-numeric wait", &["soon", "true"], "invalid wait time"),
         ("negative wait", &["-1", "true"], "0 or more seconds"),
         ("NaN wait", &["NaN", "true"], "invalid wait time"),
@@ -161,6 +177,16 @@ fn bad_arguments_are_201() {
             "bad kill-after",
             &["--kill-after", "10", "5", "true"],
             "kill-after",
+        ),
+        (
+            "a check interval that would only load the server",
+            &["--check-interval", "1ns", "5", "true"],
+            "--check-interval: 1ns is too short",
+        ),
+        (
+            "bad orphans",
+            &["--orphans", "keep", "5", "true"],
+            "--orphans",
         ),
     ];
     for (case, args, says) in cases {
