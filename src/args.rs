@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{self, OnLost, Orphans};
-use crate::dsn::parse_duration;
+use crate::duration;
 
 #[derive(Debug, Default)]
 pub struct Args {
@@ -88,16 +88,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
 
 /// Seconds, whole or decimal: `0`, `30`, `0.5`.
 fn parse_wait(text: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("invalid wait time \"{text}\": expected 0 or more seconds, such as 5 or 0.5");
-    // Plain digits with at most one decimal point; read exactly as a Go
-    // duration in seconds, with no floating point (which alone would add
-    // some 30 KB of parsing and formatting code to the static binary).
-    let digits = text.bytes().filter(u8::is_ascii_digit).count();
-    if digits == 0 || digits + usize::from(text.contains('.')) != text.len() {
-        return Err(bad());
-    }
-    parse_duration(&format!("{text}s")).map_err(|_| bad())
+    duration::parse_seconds(text).ok_or_else(|| {
+        format!("invalid wait time \"{text}\": expected 0 or more seconds, such as 5 or 0.5")
+    })
 }
 
 fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -109,7 +102,7 @@ fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Strin
 
 fn duration_flag(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
     let value = string_value(parser, flag)?;
-    parse_duration(&value).map_err(|e| format!("{flag}: {e}"))
+    duration::parse(&value).map_err(|e| format!("{flag}: {e}"))
 }
 
 #[cfg(test)]

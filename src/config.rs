@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use miniserde::json::{self, Value};
 
-use crate::dsn::{self, Dsn};
+use crate::dsn::Dsn;
+use crate::duration;
 
 /// Where the Go sera looks, and so where sera looks by default.
 pub const DEFAULT_PATH: &str = "/etc/sera.json";
@@ -84,7 +85,7 @@ pub fn check_interval(interval: Duration) -> Result<Duration, String> {
     if !interval.is_zero() && interval < MIN_CHECK_INTERVAL {
         return Err(format!(
             "{} is too short: the least is 100ms (or 0 to never check)",
-            crate::dsn::format_duration(interval)
+            duration::format(interval)
         ));
     }
     Ok(interval)
@@ -238,7 +239,7 @@ fn file(root: &Object, key: &str, config: &Path) -> Result<Option<PathBuf>, Stri
 fn duration(root: &Object, key: &str) -> Result<Option<Duration>, String> {
     match string(root, key)? {
         None => Ok(None),
-        Some(s) => match dsn::parse_duration(&s) {
+        Some(s) => match duration::parse(&s) {
             Ok(d) => Ok(Some(d)),
             Err(e) => Err(format!("\"{key}\": {e}")),
         },

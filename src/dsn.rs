@@ -19,6 +19,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::duration;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
     /// `host` has no brackets, even for IPv6.
@@ -225,7 +227,7 @@ fn duration_param(
     name: &str,
     value: &str,
 ) -> Result<Option<Duration>, String> {
-    match parse_duration(value) {
+    match duration::parse(value) {
         Ok(duration) if duration.is_zero() => Ok(None),
         Ok(duration) => Ok(Some(duration)),
         Err(_) => {
@@ -415,88 +417,6 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// Go's time.ParseDuration (no negative values): "500ms", "1.5s", "2m", "1h30m", "0".
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("invalid duration {text:?} (expected a Go duration such as 500ms, 1.5s or 1h30m)")
-    };
-    if text.starts_with('-') {
-        return Err(format!(
-            "invalid duration {text:?}: negative durations are not allowed"
-        ));
-    }
-    let body = text.strip_prefix('+').unwrap_or(text);
-    if body == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if body.is_empty() {
-        return Err(bad());
-    }
-    let not_digit = |c: char| !c.is_ascii_digit();
-    let mut rest = body;
-    let mut total_ns: u128 = 0;
-    while !rest.is_empty() {
-        let (whole, after) = rest.split_at(rest.find(not_digit).unwrap_or(rest.len()));
-        let (fraction, after) = match after.strip_prefix('.') {
-            Some(after) => after.split_at(after.find(not_digit).unwrap_or(after.len())),
-            None => ("", after),
-        };
-        if whole.is_empty() && fraction.is_empty() {
-            return Err(bad());
-        }
-        let unit_end = after.find(|c: char| c == '.' || c.is_ascii_digit());
-        let (unit, after) = after.split_at(unit_end.unwrap_or(after.len()));
-        let unit_ns: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| bad())?
-        };
-        // Digits past the 18th are worth less than a nanosecond.
-        let fraction = fraction.get(..18).unwrap_or(fraction);
-        let fraction_ns = match fraction.parse::<u128>() {
-            Ok(value) => value * unit_ns / 10u128.pow(fraction.len() as u32),
-            Err(_) => 0,
-        };
-        total_ns = whole
-            .checked_mul(unit_ns)
-            .and_then(|ns| ns.checked_add(fraction_ns))
-            .and_then(|ns| ns.checked_add(total_ns))
-            .filter(|&ns| ns <= i64::MAX as u128)
-            .ok_or_else(|| format!("invalid duration {text:?}: too long"))?;
-        rest = after;
-    }
-    u64::try_from(total_ns)
-        .map(Duration::from_nanos)
-        .map_err(|_| bad())
-}
-
-/// A duration in Go syntax, in the largest unit that keeps it exact.
-pub fn format_duration(duration: Duration) -> String {
-    let ns = duration.as_nanos();
-    let units = [
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    for (size, name) in units {
-        if ns.is_multiple_of(size) {
-            return format!("{}{name}", ns / size);
-        }
-    }
-    format!("{ns}ns")
-}
-
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -533,7 +453,7 @@ impl fmt::Display for Dsn {
         ];
         for (name, value) in timeouts {
             if let Some(duration) = value {
-                params.push(format!("{name}={}", format_duration(duration)));
+                params.push(format!("{name}={}", duration::format(duration)));
             }
         }
         match self.tls {
@@ -1070,60 +990,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        let cases = [
-            ("500ms", Duration::from_millis(500)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("2m", Duration::from_secs(120)),
-            ("1h30m", Duration::from_secs(5400)),
-            ("1h30m15s", Duration::from_secs(5415)),
-            ("10us", Duration::from_micros(10)),
-            ("10µs", Duration::from_micros(10)),
-            ("10μs", Duration::from_micros(10)),
-            ("100ns", Duration::from_nanos(100)),
-            ("0", Duration::ZERO),
-            ("+0", Duration::ZERO),
-            ("0s", Duration::ZERO),
-            ("+5s", Duration::from_secs(5)),
-            (".5s", Duration::from_millis(500)),
-            ("1.s", Duration::from_secs(1)),
-            ("0.000000001s", Duration::from_nanos(1)),
-            ("1.0000000000000000000001h", Duration::from_secs(3600)),
-            ("2562047h", Duration::from_secs(2562047 * 3600)),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(parse_duration(text), Ok(expected), "{text}");
-        }
-    }
-
-    #[test]
-    fn bad_durations() {
-        for text in [
-            "",
-            "+",
-            "-",
-            "-1s",
-            "-0",
-            "1",
-            "5 s",
-            "s",
-            ".s",
-            ".",
-            "1x",
-            "1sm",
-            "1.5.5s",
-            "1e3s",
-            "2562048h",
-            "99999999999999999999999999999999999999999999s",
-        ] {
-            assert!(parse_duration(text).is_err(), "{text:?} should fail");
-        }
-        let e = parse_duration("-1s").unwrap_err();
-        assert!(e.contains("negative"), "{e}");
-        assert!(parse_duration("2562048h").unwrap_err().contains("too long"));
-    }
-
-    #[test]
     fn session_sql_example_from_the_spec() {
         let dsn = parse("/?wait_timeout=600&sql_mode=%27ANSI,NO_ZERO_DATE%27");
         assert_eq!(
@@ -1189,7 +1055,7 @@ mod tests {
         for prefix in prefixes {
             for text in &texts {
                 let text = format!("{prefix}{text}");
-                let _ = parse_duration(&text);
+                let _ = duration::parse(&text);
                 if let Ok(mut dsn) = Dsn::parse(&text) {
                     let _ = dsn.session_sql();
                     let shown = dsn.to_string();

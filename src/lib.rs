@@ -6,6 +6,7 @@ pub mod args;
 pub mod child;
 pub mod config;
 pub mod dsn;
+pub mod duration;
 pub mod lock;
 pub mod md5;
 pub mod mysql;

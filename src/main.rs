@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sera::args::{self, Args, Request};
 use sera::child::{self, Child, Wake};
 use sera::config::{self, Config, OnLost, Orphans};
-use sera::dsn::format_duration;
+use sera::duration::{self, seconds, tenths};
 use sera::lock::{self, Check, Refused};
 use sera::mysql::{self, Conn};
 use sera::report::{exit, Failure, Reporter};
@@ -188,7 +188,7 @@ impl Settings {
                     "the DSN sets wait_timeout={idle}, less than the check interval \
                      ({}) plus the check's 1 s deadline: the server may end the idle \
                      lock session, and free the lock, while the command runs",
-                    format_duration(every)
+                    duration::format(every)
                 ));
             }
         }
@@ -452,27 +452,6 @@ fn lock_failure(e: mysql::Error) -> Failure {
 fn command_line(command: &[OsString]) -> String {
     let words: Vec<_> = command.iter().map(|a| a.to_string_lossy()).collect();
     words.join(" ")
-}
-
-/// Seconds as the user wrote them: `5`, `0.5`. Integer arithmetic only: see
-/// `tenths`.
-fn seconds(d: Duration) -> String {
-    match d.subsec_nanos() {
-        0 => d.as_secs().to_string(),
-        ns => format!(
-            "{}.{}",
-            d.as_secs(),
-            format!("{ns:09}").trim_end_matches('0')
-        ),
-    }
-}
-
-/// Seconds with one decimal, as `{:.1}` would print them. Floating point is
-/// kept out of sera: its parsing and formatting code alone would cost some
-/// 30 KB of the static binary.
-fn tenths(d: Duration) -> String {
-    let tenths = (d.as_millis() + 50) / 100;
-    format!("{}.{}", tenths / 10, tenths % 10)
 }
 
 const HELP: &str = "\

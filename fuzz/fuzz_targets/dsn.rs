@@ -10,13 +10,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sera::dsn::{parse_duration, Dsn};
+use sera::dsn::Dsn;
+use sera::duration;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = parse_duration(text);
+    let _ = duration::parse(text);
     match Dsn::parse(text) {
         Ok(dsn) => check_ok(text, dsn),
         Err(message) => check_err(text, &message),
