@@ -8,8 +8,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{self, OnLost, Orphans};
 use crate::duration;
+use crate::settings::{self, Settings};
 
 #[derive(Debug, Default)]
 pub struct Args {
@@ -19,10 +19,8 @@ pub struct Args {
     pub detailed_exit_codes: bool,
     pub config: Option<PathBuf>,
     pub verbose: bool,
-    pub check_interval: Option<Duration>,
-    pub on_lost: Option<OnLost>,
-    pub kill_after: Option<Duration>,
-    pub orphans: Option<Orphans>,
+    /// How to watch the lock and the command's tree, as far as flags say.
+    pub settings: Settings,
 }
 
 /// What the user asked for.
@@ -47,24 +45,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             Long("detailed-exit-codes") => out.detailed_exit_codes = true,
             Long("config") => out.config = Some(parser.value().map_err(|e| e.to_string())?.into()),
             Short('v') | Long("verbose") => out.verbose = true,
-            Long("check-interval") => {
-                let interval = duration_flag(&mut parser, "--check-interval")?;
-                out.check_interval = Some(
-                    config::check_interval(interval)
-                        .map_err(|e| format!("--check-interval: {e}"))?,
-                );
-            }
-            Long("kill-after") => {
-                out.kill_after = Some(duration_flag(&mut parser, "--kill-after")?)
-            }
-            Long("on-lost") => {
-                let value = string_value(&mut parser, "--on-lost")?;
-                out.on_lost = Some(OnLost::parse(&value).map_err(|e| format!("--on-lost: {e}"))?);
-            }
-            Long("orphans") => {
-                let value = string_value(&mut parser, "--orphans")?;
-                out.orphans = Some(Orphans::parse(&value).map_err(|e| format!("--orphans: {e}"))?);
-            }
             Short('h') | Long("help") => return Ok(Request::Help),
             Short('V') | Long("version") => return Ok(Request::Version),
             // `-1` reads as an option; say what is really wrong with it.
@@ -75,6 +55,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 wait = Some(parse_wait(&value.to_string_lossy())?);
                 out.command = parser.raw_args().map_err(|e| e.to_string())?.collect();
                 break;
+            }
+            // --check-interval, --on-lost, --kill-after, --orphans
+            Long(flag) => {
+                let flag = flag.to_string();
+                let Some(key) = settings::KEYS.iter().find(|k| k.replace('_', "-") == flag) else {
+                    return Err(format!("invalid option '--{flag}'"));
+                };
+                let value = string_value(&mut parser, &format!("--{flag}"))?;
+                out.settings
+                    .set(key, &value)
+                    .map_err(|e| format!("--{flag}: {e}"))?;
             }
             _ => return Err(arg.unexpected().to_string()),
         }
@@ -98,11 +89,6 @@ fn string_value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, Strin
     value
         .into_string()
         .map_err(|_| format!("{flag}: the value is not valid text"))
-}
-
-fn duration_flag(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
-    let value = string_value(parser, flag)?;
-    duration::parse(&value).map_err(|e| format!("{flag}: {e}"))
 }
 
 #[cfg(test)]
@@ -179,9 +165,17 @@ mod tests {
             "x",
         ])
         .unwrap();
-        assert_eq!(a.orphans, Some(Orphans::Term));
-        assert_eq!(a.check_interval, Some(Duration::from_secs(1)));
-        assert_eq!(a.on_lost, Some(OnLost::Ignore));
-        assert_eq!(a.kill_after, Some(Duration::from_millis(500)));
+        let mut expected = Settings::default();
+        for (key, value) in [
+            ("check_interval", "1s"),
+            ("on_lost", "ignore"),
+            ("kill_after", "500ms"),
+            ("orphans", "term"),
+        ] {
+            expected.set(key, value).unwrap();
+        }
+        assert_eq!(a.settings, expected);
+        // Only the four settings become flags this way.
+        assert!(run(&["--server", "x", "1", "x"]).is_err());
     }
 }

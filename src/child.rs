@@ -25,6 +25,8 @@ use crate::tree;
 /// The started command and what is known of its tree.
 pub struct Child {
     pub pid: libc::pid_t,
+    /// The signals sera blocked to collect them in `wait` and forward them.
+    forwarded: libc::sigset_t,
     /// The command's wait status, once it has exited.
     pub status: Option<libc::c_int>,
     /// Nothing of the tree is left: no child of sera's, the command included.
@@ -56,9 +58,6 @@ const NOT_FORWARDED: [libc::c_int; 9] = [
     libc::SIGABRT,
     libc::SIGSYS,
 ];
-
-/// The signal mask sera started with, given back to the child.
-pub struct SignalMask(libc::sigset_t);
 
 fn forwarded_signals() -> libc::sigset_t {
     unsafe {
@@ -93,13 +92,14 @@ pub fn stop_on_signals_as_init() {
 /// fork and the wait loop: one that arrives early waits, pending, for it.
 /// Until this is called the default dispositions stand, so sera interrupted
 /// while it waits for the lock simply dies, and the server cancels the wait.
-/// (A blocked signal is kept for sera even when it is PID 1.)
-pub fn block_signals() -> SignalMask {
+/// (A blocked signal is kept for sera even when it is PID 1.) Returns the
+/// set blocked and the mask sera had before, which the command gets back.
+fn block_signals() -> (libc::sigset_t, libc::sigset_t) {
     unsafe {
         let set = forwarded_signals();
         let mut old = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
         libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-        SignalMask(old)
+        (set, old)
     }
 }
 
@@ -182,14 +182,13 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
 }
 
 /// Fork and exec `command` (PATH is searched), in sera's process group, with
-/// everything inherited. An exec failure comes back through a close-on-exec
-/// pipe as the real errno, not as a made-up exit status. `lock_socket` is
-/// the lock connection, tied to the command's life by a `lifeline`.
-pub fn spawn(
-    command: &[OsString],
-    mask: &SignalMask,
-    lock_socket: RawFd,
-) -> Result<Child, SpawnError> {
+/// everything inherited. From here on sera keeps every signal it forwards
+/// blocked, for `Child::wait`. An exec failure comes back through a
+/// close-on-exec pipe as the real errno, not as a made-up exit status.
+/// `lock_socket` is the lock connection, tied to the command's life by a
+/// `lifeline`.
+pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnError> {
+    let (forwarded, mask) = block_signals();
     let argv: Vec<CString> = command
         .iter()
         .map(|a| {
@@ -242,7 +241,7 @@ pub fn spawn(
             }
             // Rust ignores SIGPIPE for its own sake; the command must not.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::sigprocmask(libc::SIG_SETMASK, &mask.0, std::ptr::null_mut());
+            libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
             libc::fcntl(lifeline, libc::F_SETFD, 0);
             libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
             let errno = *libc::__errno_location();
@@ -270,6 +269,7 @@ pub fn spawn(
     }
     Ok(Child {
         pid,
+        forwarded,
         status: None,
         tree_empty: false,
         stop_signal: None,
@@ -295,7 +295,7 @@ impl Child {
     /// no timeout), forwarding every signal that arrives meanwhile to the
     /// command.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Wake {
-        let set = forwarded_signals();
+        let set = self.forwarded;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();

@@ -10,12 +10,11 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use miniserde::json::{self, Value};
 
 use crate::dsn::Dsn;
-use crate::duration;
+use crate::settings::{self, Settings};
 
 /// Where the Go sera looks, and so where sera looks by default.
 pub const DEFAULT_PATH: &str = "/etc/sera.json";
@@ -23,73 +22,10 @@ pub const DEFAULT_PATH: &str = "/etc/sera.json";
 /// No real config comes near this; a larger file is not a config.
 const MAX_SIZE: u64 = 64 * 1024;
 
-pub const KEYS: [&str; 10] = [
-    "server",
-    "syslog",
-    "verbose",
-    "check_interval",
-    "on_lost",
-    "kill_after",
-    "orphans",
-    "tls_ca",
-    "tls_cert",
-    "tls_key",
+/// The keys sera knows besides the `settings::KEYS`.
+const OWN_KEYS: [&str; 6] = [
+    "server", "syslog", "verbose", "tls_ca", "tls_cert", "tls_key",
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnLost {
-    /// Stop the command: SIGTERM, then SIGKILL after `kill_after`.
-    Term,
-    /// Say so and let the command finish.
-    Ignore,
-}
-
-impl OnLost {
-    pub fn parse(text: &str) -> Result<OnLost, String> {
-        match text {
-            "term" => Ok(OnLost::Term),
-            "ignore" => Ok(OnLost::Ignore),
-            _ => Err(format!("\"{text}\" is not one of term, ignore")),
-        }
-    }
-}
-
-/// What to do with the processes the command leaves running when it exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Orphans {
-    /// Keep the lock, and keep checking it, until the last of them exits.
-    Wait,
-    /// SIGTERM them, SIGKILL what is left after `kill_after`, then release.
-    Term,
-    /// Release at once and leave them running, unprotected.
-    Ignore,
-}
-
-impl Orphans {
-    pub fn parse(text: &str) -> Result<Orphans, String> {
-        match text {
-            "wait" => Ok(Orphans::Wait),
-            "term" => Ok(Orphans::Term),
-            "ignore" => Ok(Orphans::Ignore),
-            _ => Err(format!("\"{text}\" is not one of wait, term, ignore")),
-        }
-    }
-}
-
-/// Checking the lock more often than this only loads the server: a check
-/// may take up to its 1 s deadline, and a lost lock is noticed within
-/// check_interval + 1 s anyway. 0 means never.
-pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
-
-pub fn check_interval(interval: Duration) -> Result<Duration, String> {
-    if !interval.is_zero() && interval < MIN_CHECK_INTERVAL {
-        return Err(format!(
-            "{} is too short: the least is 100ms (or 0 to never check)",
-            duration::format(interval)
-        ));
-    }
-    Ok(interval)
-}
 
 #[derive(Debug)]
 pub struct Config {
@@ -97,10 +33,8 @@ pub struct Config {
     pub server: Dsn,
     pub syslog: bool,
     pub verbose: bool,
-    pub check_interval: Option<Duration>,
-    pub on_lost: Option<OnLost>,
-    pub kill_after: Option<Duration>,
-    pub orphans: Option<Orphans>,
+    /// How to watch the lock and the command's tree, as far as the file says.
+    pub settings: Settings,
     /// Things worth a warning that do not stop the run.
     pub warnings: Vec<String>,
 }
@@ -128,11 +62,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         Err(_) => return Err("it is not valid JSON".into()),
     };
     let mut warnings = Vec::new();
+    let known: Vec<&str> = OWN_KEYS.iter().chain(&settings::KEYS).copied().collect();
     for key in root.keys() {
-        if !KEYS.contains(&key.as_str()) {
+        if !known.contains(&key.as_str()) {
             warnings.push(format!(
                 "unknown key \"{key}\" ignored (known keys: {})",
-                KEYS.join(", ")
+                known.join(", ")
             ));
         }
     }
@@ -165,24 +100,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         server.password = Some(password.to_string_lossy().into_owned());
     }
 
+    let mut settings = Settings::default();
+    for key in settings::KEYS {
+        if let Some(value) = string(&root, key)? {
+            settings
+                .set(key, &value)
+                .map_err(|e| format!("\"{key}\": {e}"))?;
+        }
+    }
+
     Ok(Config {
         path: path.to_path_buf(),
         server,
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
-        check_interval: match duration(&root, "check_interval")? {
-            Some(d) => Some(check_interval(d).map_err(|e| format!("\"check_interval\": {e}"))?),
-            None => None,
-        },
-        on_lost: match string(&root, "on_lost")? {
-            Some(s) => Some(OnLost::parse(&s).map_err(|e| format!("\"on_lost\": {e}"))?),
-            None => None,
-        },
-        kill_after: duration(&root, "kill_after")?,
-        orphans: match string(&root, "orphans")? {
-            Some(s) => Some(Orphans::parse(&s).map_err(|e| format!("\"orphans\": {e}"))?),
-            None => None,
-        },
+        settings,
         warnings,
     })
 }
@@ -234,16 +166,6 @@ fn file(root: &Object, key: &str, config: &Path) -> Result<Option<PathBuf>, Stri
         Some(folder) => folder.join(name),
         None => PathBuf::from(name),
     }))
-}
-
-fn duration(root: &Object, key: &str) -> Result<Option<Duration>, String> {
-    match string(root, key)? {
-        None => Ok(None),
-        Some(s) => match duration::parse(&s) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) => Err(format!("\"{key}\": {e}")),
-        },
-    }
 }
 
 /// A password in a world-readable file is worth a warning, not a refusal:
@@ -317,11 +239,18 @@ mod tests {
                 "kill_after": "1m", "syslog": true, "verbose": null, "orphans": "term"}"#,
         )
         .unwrap();
-        assert_eq!(config.orphans, Some(Orphans::Term));
-        assert_eq!(config.check_interval, Some(Duration::from_secs(2)));
-        assert_eq!(config.on_lost, Some(OnLost::Ignore));
-        assert_eq!(config.kill_after, Some(Duration::from_secs(60)));
+        let mut expected = Settings::default();
+        for (key, value) in [
+            ("check_interval", "2s"),
+            ("on_lost", "ignore"),
+            ("kill_after", "1m"),
+            ("orphans", "term"),
+        ] {
+            expected.set(key, value).unwrap();
+        }
+        assert_eq!(config.settings, expected);
         assert!(config.syslog && !config.verbose);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 
     #[test]
@@ -329,7 +258,7 @@ mod tests {
         let e = parse_at(r#"{"server": "u@tcp(db)/", "check_interval": "1ns"}"#).unwrap_err();
         assert!(e.contains("the least is 100ms"), "{e}");
         let never = parse_at(r#"{"server": "u@tcp(db)/", "check_interval": "0s"}"#).unwrap();
-        assert_eq!(never.check_interval, Some(Duration::ZERO));
+        assert_eq!(never.settings.check_every(), None);
         let e = parse_at(r#"{"server": "u@tcp(db)/", "orphans": "keep"}"#).unwrap_err();
         assert!(e.contains("wait, term, ignore"), "{e}");
     }

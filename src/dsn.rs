@@ -150,6 +150,14 @@ impl Dsn {
         Ok(dsn)
     }
 
+    /// The value the DSN gives a session variable, if any.
+    pub fn session_var(&self, name: &str) -> Option<&str> {
+        self.session_vars
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     /// One `SET a=..., b=...` statement for all session variables, or None.
     pub fn session_sql(&self) -> Option<String> {
         let assignments: Vec<String> = self

@@ -12,6 +12,7 @@ pub mod md5;
 pub mod mysql;
 pub mod report;
 mod server_key;
+pub mod settings;
 pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;

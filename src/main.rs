@@ -7,18 +7,13 @@ use std::time::{Duration, Instant};
 
 use sera::args::{self, Args, Request};
 use sera::child::{self, Child, Wake};
-use sera::config::{self, Config, OnLost, Orphans};
-use sera::duration::{self, seconds, tenths};
+use sera::config::{self, Config};
+use sera::duration::{seconds, tenths};
 use sera::lock::{self, Check, Refused};
 use sera::mysql::{self, Conn};
 use sera::report::{exit, Failure, Reporter};
+use sera::settings::{OnLost, Orphans, Settings, CHECK_DEADLINE};
 use sera::tree;
-
-const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
-/// The longest a liveness check waits for its answer before it counts as
-/// unanswered (the question stays open for the next check).
-const CHECK_DEADLINE: Duration = Duration::from_secs(1);
 
 fn main() {
     let mut reporter = Reporter::stderr_only();
@@ -78,8 +73,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     // 4. Lock, or wait for whoever holds it. The same round trip raises the
     //    session's idle timeout, so the server never frees the lock of a
     //    command that runs longer than its wait_timeout.
-    let settings = Settings::from(&args, &config);
-    for warning in settings.warnings(&config) {
+    let settings = args.settings.or(config.settings);
+    let dsn_wait_timeout = config.server.session_var("wait_timeout");
+    for warning in settings.warnings(dsn_wait_timeout.and_then(|v| v.parse().ok())) {
         reporter.warn(&warning);
     }
     let asked = Instant::now();
@@ -107,9 +103,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         asked.elapsed().as_millis()
     ));
 
-    // 5. Spawn, with every forwardable signal blocked from here on.
-    let mask = child::block_signals();
-    let mut child = child::spawn(&args.command, &mask, conn.raw_fd()).map_err(|e| {
+    // 5. Spawn, with every signal sera forwards blocked from here on.
+    let mut child = child::spawn(&args.command, conn.raw_fd()).map_err(|e| {
         let program = &args.command[0];
         Failure::new(
             exit::COMMAND,
@@ -135,65 +130,6 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     }
     reporter.progress("released the lock");
     Ok(child.status.map_or(exit::LOCK_LOST, child::exit_code))
-}
-
-/// How sera watches the lock and the command's tree: flag beats config beats
-/// the default.
-struct Settings {
-    /// How often to check the lock is still ours; None: never.
-    check_every: Option<Duration>,
-    on_lost: OnLost,
-    kill_after: Duration,
-    orphans: Orphans,
-}
-
-impl Settings {
-    fn from(args: &Args, config: &Config) -> Settings {
-        let check_interval = args
-            .check_interval
-            .or(config.check_interval)
-            .unwrap_or(DEFAULT_CHECK_INTERVAL);
-        Settings {
-            check_every: (!check_interval.is_zero()).then_some(check_interval),
-            on_lost: args.on_lost.or(config.on_lost).unwrap_or(OnLost::Term),
-            kill_after: args
-                .kill_after
-                .or(config.kill_after)
-                .unwrap_or(DEFAULT_KILL_AFTER),
-            orphans: args.orphans.or(config.orphans).unwrap_or(Orphans::Wait),
-        }
-    }
-
-    /// Settings that let a lost lock go unnoticed.
-    fn warnings(&self, config: &Config) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let Some(every) = self.check_every else {
-            warnings.push(
-                "check_interval is 0: sera never checks the lock, so a lost lock \
-                 (a server restart, a killed connection) goes unnoticed and the \
-                 command runs on unprotected"
-                    .to_string(),
-            );
-            return warnings;
-        };
-        let dsn_wait_timeout = config
-            .server
-            .session_vars
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("wait_timeout"))
-            .and_then(|(_, value)| value.parse::<u64>().ok());
-        if let Some(idle) = dsn_wait_timeout {
-            if Duration::from_secs(idle) < every + CHECK_DEADLINE {
-                warnings.push(format!(
-                    "the DSN sets wait_timeout={idle}, less than the check interval \
-                     ({}) plus the check's 1 s deadline: the server may end the idle \
-                     lock session, and free the lock, while the command runs",
-                    duration::format(every)
-                ));
-            }
-        }
-        warnings
-    }
 }
 
 /// Whose turn it is once the lock step is over.
@@ -261,10 +197,10 @@ struct Watching<'a> {
 fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
     let settings = w.settings;
     let deadline = settings
-        .check_every
+        .check_every()
         .map_or(CHECK_DEADLINE, |every| every.min(CHECK_DEADLINE));
     let mut lock_watch = lock::Watch::new(w.lock_name, deadline);
-    let mut check_every = settings.check_every;
+    let mut check_every = settings.check_every();
     loop {
         match child.wait(check_every) {
             Wake::Timeout => {}
@@ -289,7 +225,7 @@ fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                     "got signal {} while waiting for what the command left: \
                      stopping it (SIGTERM, then SIGKILL after {} s)",
                     child.stop_signal.unwrap_or(0),
-                    seconds(settings.kill_after)
+                    seconds(settings.kill_after())
                 ));
                 stop_tree(child, w);
                 return false;
@@ -308,7 +244,7 @@ fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
             Check::Lost(why) => why,
         };
         let ran = tenths(w.started.elapsed());
-        match settings.on_lost {
+        match settings.on_lost() {
             OnLost::Term => {
                 w.reporter.fail(&Failure::new(
                     exit::LOCK_LOST,
@@ -316,7 +252,7 @@ fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                     format!(
                         "{why}; the command has run {ran} s: stopping it and every \
                          process it started (SIGTERM, then SIGKILL after {} s)",
-                        seconds(settings.kill_after)
+                        seconds(settings.kill_after())
                     ),
                 ));
                 stop_tree(child, w);
@@ -341,7 +277,7 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
         list if list.is_empty() => "processes".to_string(),
         list => list,
     };
-    let policy = match w.settings.orphans {
+    let policy = match w.settings.orphans() {
         Orphans::Wait if child.stop_signal.is_some() => Orphans::Term,
         policy => policy,
     };
@@ -357,7 +293,7 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
             w.reporter.event(&format!(
                 "the command left {left} running: stopping them \
                  (SIGTERM, then SIGKILL after {} s)",
-                seconds(w.settings.kill_after)
+                seconds(w.settings.kill_after())
             ));
             stop_tree(child, w);
             true
@@ -373,7 +309,7 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
 
 /// Stop the command's whole tree, and say so if part of it would not die.
 fn stop_tree(child: &mut Child, w: &Watching) {
-    let survivors = child.stop(w.settings.kill_after);
+    let survivors = child.stop(w.settings.kill_after());
     if !survivors.is_empty() {
         w.reporter.warn(&format!(
             "giving up on {}: still there 5 s after SIGKILL (stuck in the kernel, \

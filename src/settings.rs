@@ -1,0 +1,188 @@
+//! How sera watches the lock and the command's tree: `check_interval`,
+//! `on_lost`, `kill_after` and `orphans`.
+//!
+//! Each may be set by a flag (`--check-interval 1s`) or by the config key of
+//! the same name (`"check_interval": "1s"`), so they are declared and parsed
+//! here once: `Args` and `Config` each fill a `Settings` of what was given,
+//! and the run merges them with `or`, the flag first. What neither gives
+//! takes its default.
+
+use std::time::Duration;
+
+use crate::duration;
+
+/// The settings, by their config key names; the flags are the same with
+/// `-` for `_`.
+pub const KEYS: [&str; 4] = ["check_interval", "on_lost", "kill_after", "orphans"];
+
+const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// Checking the lock more often than this only loads the server: a check
+/// may take up to its deadline, and a lost lock is noticed within
+/// check_interval + 1 s anyway.
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest a liveness check waits for its answer before it counts as
+/// unanswered (the question stays open for the next check).
+pub const CHECK_DEADLINE: Duration = Duration::from_secs(1);
+
+/// What to do when the lock is lost while the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLost {
+    /// Stop the command's tree: SIGTERM, then SIGKILL after `kill_after`.
+    Term,
+    /// Say so and let the command finish.
+    Ignore,
+}
+
+/// What to do with the processes the command leaves running when it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphans {
+    /// Keep the lock, and keep checking it, until the last of them exits.
+    Wait,
+    /// SIGTERM them, SIGKILL what is left after `kill_after`, then release.
+    Term,
+    /// Release at once and leave them running, unprotected.
+    Ignore,
+}
+
+/// The settings given in one place (flags, or the config); None: not given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `Some(ZERO)`: never check.
+    check_interval: Option<Duration>,
+    on_lost: Option<OnLost>,
+    kill_after: Option<Duration>,
+    orphans: Option<Orphans>,
+}
+
+impl Settings {
+    /// Set the setting named `key` (one of KEYS) from its text. The error
+    /// says what is wrong with the value; the caller names the flag or key.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "check_interval" => {
+                let interval = duration::parse(value)?;
+                if !interval.is_zero() && interval < MIN_CHECK_INTERVAL {
+                    return Err(format!(
+                        "{} is too short: the least is 100ms (or 0 to never check)",
+                        duration::format(interval)
+                    ));
+                }
+                self.check_interval = Some(interval);
+            }
+            "kill_after" => self.kill_after = Some(duration::parse(value)?),
+            "on_lost" => {
+                self.on_lost = Some(match value {
+                    "term" => OnLost::Term,
+                    "ignore" => OnLost::Ignore,
+                    _ => return Err(format!("\"{value}\" is not one of term, ignore")),
+                })
+            }
+            "orphans" => {
+                self.orphans = Some(match value {
+                    "wait" => Orphans::Wait,
+                    "term" => Orphans::Term,
+                    "ignore" => Orphans::Ignore,
+                    _ => return Err(format!("\"{value}\" is not one of wait, term, ignore")),
+                })
+            }
+            _ => return Err(format!("no setting is called {key}")),
+        }
+        Ok(())
+    }
+
+    /// Each setting from `self` where given, else from `other`.
+    pub fn or(self, other: Settings) -> Settings {
+        Settings {
+            check_interval: self.check_interval.or(other.check_interval),
+            on_lost: self.on_lost.or(other.on_lost),
+            kill_after: self.kill_after.or(other.kill_after),
+            orphans: self.orphans.or(other.orphans),
+        }
+    }
+
+    /// How often to check the lock is still ours; None: never.
+    pub fn check_every(&self) -> Option<Duration> {
+        let interval = self.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+        (!interval.is_zero()).then_some(interval)
+    }
+
+    pub fn on_lost(&self) -> OnLost {
+        self.on_lost.unwrap_or(OnLost::Term)
+    }
+
+    /// After SIGTERM, how long the tree has before SIGKILL.
+    pub fn kill_after(&self) -> Duration {
+        self.kill_after.unwrap_or(DEFAULT_KILL_AFTER)
+    }
+
+    pub fn orphans(&self) -> Orphans {
+        self.orphans.unwrap_or(Orphans::Wait)
+    }
+
+    /// Settings that would let a lost lock go unnoticed. `dsn_wait_timeout`
+    /// is the session's idle timeout in seconds when the DSN sets one.
+    pub fn warnings(&self, dsn_wait_timeout: Option<u64>) -> Vec<String> {
+        let Some(every) = self.check_every() else {
+            return vec![
+                "check_interval is 0: sera never checks the lock, so a lost lock \
+                 (a server restart, a killed connection) goes unnoticed and the \
+                 command runs on unprotected"
+                    .to_string(),
+            ];
+        };
+        match dsn_wait_timeout {
+            Some(idle) if Duration::from_secs(idle) < every + CHECK_DEADLINE => vec![format!(
+                "the DSN sets wait_timeout={idle}, less than the check interval \
+                 ({}) plus the check's 1 s deadline: the server may end the idle \
+                 lock session, and free the lock, while the command runs",
+                duration::format(every)
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_given_wins_then_the_default() {
+        let mut flags = Settings::default();
+        flags.set("kill_after", "1s").unwrap();
+        let mut config = Settings::default();
+        config.set("kill_after", "1m").unwrap();
+        config.set("orphans", "term").unwrap();
+        let merged = flags.or(config);
+        assert_eq!(merged.kill_after(), Duration::from_secs(1));
+        assert_eq!(merged.orphans(), Orphans::Term);
+        assert_eq!(merged.on_lost(), OnLost::Term);
+        assert_eq!(merged.check_every(), Some(DEFAULT_CHECK_INTERVAL));
+    }
+
+    #[test]
+    fn zero_means_never_and_below_100ms_is_refused() {
+        let mut s = Settings::default();
+        s.set("check_interval", "0").unwrap();
+        assert_eq!(s.check_every(), None);
+        let e = s.set("check_interval", "1ns").unwrap_err();
+        assert!(e.contains("the least is 100ms"), "{e}");
+        assert!(s.set("on_lost", "explode").is_err());
+        assert!(s
+            .set("orphans", "keep")
+            .unwrap_err()
+            .contains("wait, term, ignore"));
+    }
+
+    #[test]
+    fn warnings_for_what_goes_unnoticed() {
+        let mut s = Settings::default();
+        assert!(s.warnings(Some(28800)).is_empty());
+        assert!(s.warnings(Some(5))[0].contains("wait_timeout=5"));
+        s.set("check_interval", "0").unwrap();
+        assert!(s.warnings(None)[0].contains("never checks"));
+    }
+}
