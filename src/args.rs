@@ -3,6 +3,10 @@
 //! Options stop at the first positional argument, so everything from the
 //! command on is passed verbatim: `sera 5 ls -la` never treats `-la` as ours.
 //! The flags and `--` placement are those of the Go sera.
+//!
+//! `sera [options] status [--name NAME | <command> [args...]] [--json]`
+//! asks who holds a lock instead: a wait time is never `status`, so the two
+//! cannot be confused.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -19,6 +23,8 @@ pub struct Args {
     pub detailed_exit_codes: bool,
     pub config: Option<PathBuf>,
     pub verbose: bool,
+    /// `--name`: the lock's name on the server, instead of the command's MD5.
+    pub name: Option<String>,
     /// How to watch the lock and the command's tree, as far as flags say.
     pub settings: Settings,
 }
@@ -26,11 +32,20 @@ pub struct Args {
 /// What the user asked for.
 pub enum Request {
     Run(Args),
+    /// Who holds the lock named by `args.name`, or the command's.
+    Status {
+        args: Args,
+        json: bool,
+    },
     Help,
     Version,
 }
 
 pub const USAGE: &str = "usage: sera [options] [--] <wait-seconds> <command> [args...]";
+
+/// MySQL refuses longer lock names (MariaDB would take them, but the same
+/// name must work on both).
+const MAX_NAME_CHARS: usize = 64;
 
 /// Parse the arguments (without the program name). The error is one line.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
@@ -39,8 +54,31 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
     let mut parser = lexopt::Parser::from_args(args);
     let mut out = Args::default();
     let mut wait = None;
+    // Some(json) once the word `status` was read.
+    let mut status: Option<bool> = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
+            Long("name") => {
+                let name = string_value(&mut parser, "--name")?;
+                if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+                    return Err(format!(
+                        "--name: a lock name has 1 to {MAX_NAME_CHARS} characters \
+                         (MySQL's limit), this one has {}",
+                        name.chars().count()
+                    ));
+                }
+                out.name = Some(name);
+            }
+            Long("json") if status.is_some() => status = Some(true),
+            Value(value) if status.is_none() && wait.is_none() && value == "status" => {
+                status = Some(false)
+            }
+            Value(value) if status.is_some() => {
+                out.command = std::iter::once(value)
+                    .chain(parser.raw_args().map_err(|e| e.to_string())?)
+                    .collect();
+                break;
+            }
             Long("wait-and-skip") => out.wait_and_skip = true,
             Long("detailed-exit-codes") => out.detailed_exit_codes = true,
             Long("config") => out.config = Some(parser.value().map_err(|e| e.to_string())?.into()),
@@ -69,6 +107,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             }
             _ => return Err(arg.unexpected().to_string()),
         }
+    }
+    if let Some(json) = status {
+        if out.name.is_none() && out.command.is_empty() {
+            return Err("status: name the lock with --name NAME or by its command".into());
+        }
+        if out.name.is_some() && !out.command.is_empty() {
+            return Err("status: --name or a command, not both".into());
+        }
+        return Ok(Request::Status { args: out, json });
     }
     out.wait = wait.ok_or("missing the wait time and the command")?;
     if out.command.is_empty() {
@@ -149,6 +196,39 @@ mod tests {
         assert!(run(&["--orphans", "keep", "5", "x"]).is_err());
         let e = run(&["--check-interval", "1ns", "5", "x"]).unwrap_err();
         assert!(e.contains("the least is 100ms"), "{e}");
+    }
+
+    #[test]
+    fn names_and_status() {
+        assert_eq!(
+            run(&["--name", "backup", "5", "x"])
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("backup")
+        );
+        let long = "é".repeat(65);
+        for bad in ["", long.as_str()] {
+            let e = run(&["--name", bad, "5", "x"]).unwrap_err();
+            assert!(e.contains("1 to 64 characters"), "{e}");
+        }
+        assert!(run(&["--name", &"é".repeat(64), "5", "x"]).is_ok());
+        let status = |args: &[&str]| parse(args.iter().map(OsString::from));
+        match status(&["status", "--json", "backup.sh", "--json"]) {
+            Ok(Request::Status { args, json }) => {
+                assert!(json);
+                assert_eq!(args.command, ["backup.sh", "--json"]);
+            }
+            _ => panic!("not a status request"),
+        }
+        assert!(matches!(
+            status(&["--config", "f", "status", "--name", "n"]),
+            Ok(Request::Status { json: false, .. })
+        ));
+        assert!(status(&["status"]).is_err());
+        assert!(status(&["status", "--name", "n", "cmd"]).is_err());
+        // A command called `status` still runs after a wait time.
+        assert_eq!(run(&["5", "status"]).unwrap().command, ["status"]);
     }
 
     #[test]

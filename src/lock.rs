@@ -16,8 +16,7 @@ use crate::mysql::{Conn, Error};
 
 /// The lock name: hex MD5 of the command and its arguments joined with single
 /// spaces, byte for byte as the Go sera computes it, so the two tools exclude
-/// each other. 32 characters of [0-9a-f]: safe to put in SQL as it is, and
-/// within MySQL's 64-character limit.
+/// each other. 32 characters: within MySQL's 64-character limit.
 pub fn name(command: &[OsString]) -> String {
     let mut line = Vec::new();
     for (i, arg) in command.iter().enumerate() {
@@ -27,6 +26,17 @@ pub fn name(command: &[OsString]) -> String {
         line.extend_from_slice(arg.as_bytes());
     }
     md5::hex_digest(&line)
+}
+
+/// A lock name as SQL. The name may be the user's own text (`--name`), so it
+/// is sent hex-encoded, never pasted in; the conversion to utf8mb4 makes it
+/// the very lock an application takes with `GET_LOCK('NAME', ...)`.
+fn sql_name(name: &str) -> String {
+    format!("CONVERT(X'{}' USING utf8mb4)", hex(name.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why the server would not give us the lock.
@@ -79,7 +89,7 @@ pub fn acquire(
         // MySQL takes whole seconds; round up so we never wait less than asked.
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
-    let sql = format!("SELECT GET_LOCK('{name}', {seconds})");
+    let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
     if let Some(setup) = setup {
         conn.send_query_pipelined(setup, &sql)
             .map_err(Refused::Failed)?;
@@ -103,19 +113,186 @@ pub fn acquire(
     }
 }
 
-/// Who holds the lock, for the message when we time out: the connection id
-/// and, where PROCESSLIST shows it, the user, host and how long it has run.
-pub fn holder(conn: &mut Conn, name: &str) -> Option<String> {
-    let sql = format!(
-        "SELECT IS_USED_LOCK('{name}'), \
-         (SELECT CONCAT(USER, '@', HOST, ', running for ', TIME, ' s') \
-          FROM information_schema.PROCESSLIST WHERE ID = IS_USED_LOCK('{name}'))"
+/// Who holds a lock, as far as the server tells: the connection id always;
+/// user and client address where PROCESSLIST shows the holder's session
+/// (the same user, or the PROCESS privilege); and what a sera says of itself
+/// in its connection attributes where `performance_schema` is on and
+/// readable. Each is None when unknown, and nothing is guessed.
+#[derive(Debug, Default)]
+pub struct Holder {
+    pub connection_id: String,
+    /// `user@client`, as PROCESSLIST says.
+    pub account: Option<String>,
+    pub host: Option<String>,
+    pub pid: Option<String>,
+    /// The holder's program: the command a sera runs, or a client's name.
+    pub program: Option<String>,
+    /// When the holder connected (server time), and how many seconds ago.
+    /// Not when it took the lock: the server does not say that.
+    pub connected_at: Option<String>,
+    pub connected_seconds_ago: Option<String>,
+    /// Other sessions waiting in GET_LOCK for this lock, where PROCESSLIST
+    /// shows them.
+    pub waiting: Option<String>,
+}
+
+/// Look the lock up: Ok(None) when it is free.
+pub fn holder(conn: &mut Conn, name: &str) -> Result<Option<Holder>, Error> {
+    let timeout = conn.reply_timeout();
+    let row = conn.query_row(&format!("SELECT IS_USED_LOCK({})", sql_name(name)), timeout)?;
+    let Some(id) = first_value(row) else {
+        return Ok(None);
+    };
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Protocol(format!("IS_USED_LOCK returned {id:?}")));
+    }
+    let mut holder = Holder {
+        connection_id: id.clone(),
+        ..Holder::default()
+    };
+    // Every query below may be refused (privileges, performance_schema off
+    // or absent): then that part stays unknown.
+    let who = format!(
+        "SELECT CONCAT(USER, '@', HOST), \
+         (SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+          WHERE ID <> {id} AND ID <> CONNECTION_ID() AND INFO LIKE '%GET_LOCK(CONVERT(X''{hex}''%') \
+         FROM information_schema.PROCESSLIST WHERE ID = {id}",
+        hex = hex(name.as_bytes())
     );
-    let row = conn.query_row(&sql, conn.reply_timeout()).ok()??;
-    match row.as_slice() {
-        [Some(id), Some(who)] => Some(format!("connection {id} ({who})")),
-        [Some(id), None] => Some(format!("connection {id}")),
-        _ => None,
+    if let Ok(Some(row)) = conn.query_row(&who, timeout) {
+        let mut values = row.into_iter();
+        holder.account = values.next().flatten();
+        holder.waiting = values.next().flatten();
+    }
+    let attribute = |name: &str| format!("MAX(IF(ATTR_NAME = '{name}', ATTR_VALUE, NULL))");
+    let connected = format!("CAST({} AS SIGNED)", attribute("sera_connected_at"));
+    let attributes = format!(
+        "SELECT {}, {}, COALESCE({}, {}), FROM_UNIXTIME({connected}), \
+         UNIX_TIMESTAMP() - {connected} \
+         FROM performance_schema.session_connect_attrs WHERE PROCESSLIST_ID = {id}",
+        attribute("sera_host"),
+        attribute("_pid"),
+        attribute("sera_command"),
+        attribute("program_name"),
+    );
+    if let Ok(Some(row)) = conn.query_row(&attributes, timeout) {
+        let mut values = row.into_iter();
+        holder.host = values.next().flatten();
+        holder.pid = values.next().flatten();
+        holder.program = values.next().flatten();
+        holder.connected_at = values.next().flatten();
+        holder.connected_seconds_ago = values.next().flatten();
+    }
+    Ok(Some(holder))
+}
+
+/// What a sera tells the server about itself at login, as connection
+/// attributes, for `holder` to read back: its host, the command's program
+/// (never its arguments, which may hold secrets), the lock, and when it
+/// connected. Short values: servers keep only the first 512 bytes or so.
+pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'static str, String)> {
+    let connected_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut about = vec![
+        ("sera_host", host_name()),
+        ("sera_lock", lock_name.to_string()),
+        ("sera_connected_at", connected_at.to_string()),
+    ];
+    if let Some(program) = program {
+        let path = std::path::Path::new(program);
+        let name = path.file_name().unwrap_or(program.as_os_str());
+        let name: String = name.to_string_lossy().chars().take(64).collect();
+        about.push(("sera_command", name));
+    }
+    about
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match ok {
+        true => String::from_utf8_lossy(&buf[..end]).into_owned(),
+        false => String::new(),
+    }
+}
+
+/// `sera status --json`: one object, for monitoring scripts. Numbers are
+/// numbers; what is unknown is left out.
+pub fn status_json(lock_name: &str, holder: Option<&Holder>) -> String {
+    let mut out = format!(
+        "{{\"lock\":{},\"held\":{}",
+        json_string(lock_name),
+        holder.is_some()
+    );
+    if let Some(h) = holder {
+        let fields = [
+            ("connection_id", Some(&h.connection_id)),
+            ("account", h.account.as_ref()),
+            ("host", h.host.as_ref()),
+            ("pid", h.pid.as_ref()),
+            ("program", h.program.as_ref()),
+            ("connected_at", h.connected_at.as_ref()),
+            ("connected_seconds_ago", h.connected_seconds_ago.as_ref()),
+        ];
+        let known: Vec<String> = fields
+            .iter()
+            .filter_map(|(key, value)| Some(format!("\"{key}\":{}", json_value(value.as_ref()?))))
+            .collect();
+        out += &format!(",\"holder\":{{{}}}", known.join(","));
+        if let Some(waiting) = &h.waiting {
+            out += &format!(",\"waiting\":{}", json_value(waiting));
+        }
+    }
+    out + "}"
+}
+
+fn json_value(text: &str) -> String {
+    match text.parse::<u64>() {
+        Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => n.to_string(),
+        _ => json_string(text),
+    }
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out + "\""
+}
+
+impl Holder {
+    /// One line: `connection 42 (sera@10.0.0.5:50312): web-3, pid 1234,
+    /// backup.sh, connected at 2026-11-30 14:20:01 (125 s ago)`.
+    pub fn describe(&self) -> String {
+        let mut line = format!("connection {}", self.connection_id);
+        if let Some(account) = &self.account {
+            line += &format!(" ({account})");
+        }
+        let mut about = Vec::new();
+        if let Some(host) = &self.host {
+            about.push(format!("host {host}"));
+        }
+        if let Some(pid) = &self.pid {
+            about.push(format!("pid {pid}"));
+        }
+        if let Some(program) = &self.program {
+            about.push(format!("running {program}"));
+        }
+        if let (Some(at), Some(ago)) = (&self.connected_at, &self.connected_seconds_ago) {
+            about.push(format!("connected at {at} server time ({ago} s ago)"));
+        }
+        if !about.is_empty() {
+            line += &format!(": {}", about.join(", "));
+        }
+        line
     }
 }
 
@@ -156,7 +333,10 @@ impl Watch {
 
     pub fn check(&mut self, conn: &mut Conn) -> Check {
         if !self.pending {
-            let sql = format!("SELECT IS_USED_LOCK('{}') = CONNECTION_ID()", self.name);
+            let sql = format!(
+                "SELECT IS_USED_LOCK({}) = CONNECTION_ID()",
+                sql_name(&self.name)
+            );
             if let Err(e) = conn.send_query(&sql) {
                 return Check::Lost(format!("the connection failed: {e}"));
             }

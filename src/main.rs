@@ -31,8 +31,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     child::stop_on_signals_as_init();
 
     // 1. Arguments: options, then <wait>, then the command, verbatim.
-    let args = match args::parse(std::env::args_os().skip(1)) {
-        Ok(Request::Run(args)) => args,
+    let (args, status) = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Request::Run(args)) => (args, None),
+        Ok(Request::Status { args, json }) => (args, Some(json)),
         Ok(Request::Help) => {
             print!("{}", HELP);
             return Ok(0);
@@ -51,7 +52,10 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let path = config::choose_path(args.config.clone());
     let config = config::load(&path)
         .map_err(|why| Failure::new(exit::CONFIG, format!("config {}", path.display()), why))?;
-    let lock_name = lock::name(&args.command);
+    let lock_name = match &args.name {
+        Some(name) => name.clone(),
+        None => lock::name(&args.command),
+    };
     reporter.verbose = args.verbose || config.verbose;
     reporter.context = format!("lock {lock_name}: {}", command_line(&args.command));
     if config.syslog {
@@ -62,13 +66,20 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     }
 
     // 3. Connect: one dedicated connection, for this run only.
-    let mut conn = Conn::connect(&config.server).map_err(|e| connect_failure(&config, e))?;
+    //    It tells the server who it is, for `sera status` to show others.
+    let about = lock::introduction(&lock_name, status.is_none().then(|| &args.command[0]));
+    let mut conn =
+        Conn::connect_as(&config.server, &about).map_err(|e| connect_failure(&config, e))?;
     reporter.progress(&format!(
         "connected to {} ({}) as connection {}",
         config.server.address,
         conn.server_version(),
         conn.connection_id()
     ));
+    // `sera status` stops here: it only looks.
+    if let Some(json) = status {
+        return show_status(conn, &lock_name, json);
+    }
 
     // 4. Lock, or wait for whoever holds it. The same round trip raises the
     //    session's idle timeout, so the server never frees the lock of a
@@ -99,7 +110,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         }
     }
     reporter.event(&format!(
-        "acquired the lock after {} ms",
+        "acquired the lock {lock_name} after {} ms",
         asked.elapsed().as_millis()
     ));
 
@@ -320,9 +331,10 @@ fn stop_tree(child: &mut Child, w: &Watching) {
 }
 
 fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args) -> Failure {
-    let held_by = lock::holder(conn, lock_name)
-        .map(|who| format!("held by {who}"))
-        .unwrap_or_else(|| "it was held by another session".into());
+    let held_by = match lock::holder(conn, lock_name) {
+        Ok(Some(holder)) => format!("held by {}", holder.describe()),
+        _ => "it was held by another session".into(),
+    };
     Failure::new(
         exit::TIMED_OUT,
         format!(
@@ -331,6 +343,26 @@ fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args) -> Failure {
         ),
         held_by,
     )
+}
+
+/// `sera status`: whether the lock is free (exit 0) or held (exit 1), and
+/// by whom, on stdout, as a line or as one JSON object.
+fn show_status(mut conn: Conn, lock_name: &str, json: bool) -> Result<i32, Failure> {
+    let holder = lock::holder(&mut conn, lock_name)
+        .map_err(|e| Failure::new(exit::SERVER, "cannot look the lock up", e))?;
+    conn.quit();
+    let text = match (&holder, json) {
+        (None, false) => format!("lock {lock_name}: free"),
+        (Some(h), false) => match h.waiting.as_deref() {
+            Some(n) if n != "0" => {
+                format!("lock {lock_name}: held by {}; {n} waiting", h.describe())
+            }
+            _ => format!("lock {lock_name}: held by {}", h.describe()),
+        },
+        (_, true) => lock::status_json(lock_name, holder.as_ref()),
+    };
+    println!("{text}");
+    Ok(if holder.is_some() { 1 } else { 0 })
 }
 
 fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
@@ -395,13 +427,21 @@ sera: run a command only while holding a MySQL/MariaDB lock named after it,
 so that it never runs twice at once anywhere in the cluster.
 
 usage: sera [options] [--] <wait-seconds> <command> [args...]
+       sera [options] status [--name NAME | <command> [args...]] [--json]
 
   <wait-seconds>  how long to wait for the lock: 0 tries once; 0.5 is allowed
   <command>       run with its arguments, stdin, stdout, stderr, terminal,
                   environment and signals as they are; its exit status is
-                  sera's. The lock is the MD5 of the command line.
+                  sera's. The lock is the MD5 of the command line, unless
+                  --name gives it.
+  status          say whether the lock (of --name, or of the command) is
+                  free (exit 0) or held (exit 1), and by whom; --json for
+                  one JSON object
 
 options (they stop at <wait-seconds>):
+  --name NAME             the lock is exactly NAME (1 to 64 characters), so
+                          that different commands, or an application's
+                          GET_LOCK('NAME', ...), share it
   --wait-and-skip         the first to get the lock runs the command; the
                           others wait for it to finish, then exit 0 without
                           running it

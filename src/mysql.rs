@@ -168,19 +168,27 @@ impl Conn {
     /// Dial, read the greeting, authenticate and set the DSN's session
     /// variables, all within the DSN's `timeout` (10 s without one).
     pub fn connect(dsn: &Dsn) -> Result<Conn, Error> {
-        Conn::start(dsn, |timeout| dial(&dsn.address, timeout))
+        Conn::connect_as(dsn, &[])
+    }
+
+    /// `connect`, with connection attributes beyond the usual ones (client
+    /// name, version, pid, OS, platform): what the server shows others of
+    /// this session in `performance_schema.session_connect_attrs`.
+    pub fn connect_as(dsn: &Dsn, about: &[(&str, String)]) -> Result<Conn, Error> {
+        Conn::start(dsn, about, |timeout| dial(&dsn.address, timeout))
     }
 
     /// The same conversation over a stream someone else opened: the fuzz
     /// targets feed the client a server's bytes through a socket pair.
     pub fn connect_over(stream: UnixStream, dsn: &Dsn) -> Result<Conn, Error> {
-        Conn::start(dsn, |_| Ok(Stream::Unix(stream)))
+        Conn::start(dsn, &[], |_| Ok(Stream::Unix(stream)))
     }
 
     /// `open` gets the connect timeout for its dial; the deadline for the
     /// whole conversation starts before it.
     fn start(
         dsn: &Dsn,
+        about: &[(&str, String)],
         open: impl FnOnce(Duration) -> Result<Stream, Error>,
     ) -> Result<Conn, Error> {
         let timeout = dsn.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -197,7 +205,7 @@ impl Conn {
             server_version: String::new(),
             reply_timeout: dsn.read_timeout.unwrap_or(timeout),
         };
-        conn.handshake(dsn, deadline)?;
+        conn.handshake(dsn, about, deadline)?;
         if let Some(sql) = dsn.session_sql() {
             conn.seq = 0;
             conn.send_command(COM_QUERY, sql.as_bytes())?;
@@ -289,7 +297,12 @@ impl Conn {
         let _ = self.send_command(COM_QUIT, &[]);
     }
 
-    fn handshake(&mut self, dsn: &Dsn, deadline: Instant) -> Result<(), Error> {
+    fn handshake(
+        &mut self,
+        dsn: &Dsn,
+        about: &[(&str, String)],
+        deadline: Instant,
+    ) -> Result<(), Error> {
         let greeting = self.read_greeting(deadline)?;
         check_auth_data_len(&greeting)?;
         let server = ParseBuf(&greeting)
@@ -343,7 +356,7 @@ impl Conn {
         };
         let auth_data = self.auth_response(dsn, &plugin, &nonce)?;
 
-        let attributes = HashMap::from([
+        let mut attributes = HashMap::from([
             ("_client_name".to_string(), "sera".to_string()),
             (
                 "_client_version".to_string(),
@@ -351,7 +364,12 @@ impl Conn {
             ),
             ("program_name".to_string(), "sera".to_string()),
             ("_pid".to_string(), std::process::id().to_string()),
+            ("_os".to_string(), "Linux".to_string()),
+            ("_platform".to_string(), std::env::consts::ARCH.to_string()),
         ]);
+        for (name, value) in about {
+            attributes.insert(name.to_string(), value.clone());
+        }
         let response = HandshakeResponse::new(
             Some(auth_data),
             // Only picks the collation: every server we talk to has utf8mb4.
@@ -360,7 +378,11 @@ impl Conn {
             dsn.database.as_deref().map(str::as_bytes),
             Some(plugin.clone()),
             self.capabilities,
-            Some(attributes),
+            // mysql_common would announce attributes to a server that does
+            // not take them (and it would misread the packet): send none.
+            self.capabilities
+                .contains(CapabilityFlags::CLIENT_CONNECT_ATTRS)
+                .then_some(attributes),
             MAX_PAYLOAD as u32,
         );
         let mut packet = Vec::new();

@@ -286,7 +286,9 @@ fn wait_and_skip_runs_once_and_the_others_skip() {
         .spawn()
         .unwrap();
     // Both are blocked in GET_LOCK on this command's lock before it ends.
+    // (sera sends the name hex-encoded.)
     let name = sera::md5::hex_digest(format!("sh -c {script}").as_bytes());
+    let name: String = name.bytes().map(|b| format!("{b:02x}")).collect();
     assert!(wait_until(LONG, || {
         Server::shared().sql(&format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \

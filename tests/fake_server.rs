@@ -879,7 +879,10 @@ fn refuse_get_lock(error: Vec<u8>) -> impl FnOnce(&mut TcpStream) + Send + 'stat
             "{setup:?}"
         );
         let query = read_packet(s, 0);
-        assert!(query.starts_with(b"\x03SELECT GET_LOCK('"), "{query:?}");
+        assert!(
+            query.starts_with(b"\x03SELECT GET_LOCK(CONVERT(X'"),
+            "{query:?}"
+        );
         write_packet(s, 1, &ok_packet());
         write_packet(s, 1, &error);
         hold(s);
