@@ -102,7 +102,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
 
     let mut settings = Settings::default();
     for key in settings::KEYS {
-        if let Some(value) = string(&root, key)? {
+        // "slots": 3 reads as naturally as "slots": "3".
+        let value = match root.get(key) {
+            Some(Value::Number(miniserde::json::Number::U64(n))) => Some(n.to_string()),
+            _ => string(&root, key)?,
+        };
+        if let Some(value) = value {
             settings
                 .set(key, &value)
                 .map_err(|e| format!("\"{key}\": {e}"))?;

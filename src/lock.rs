@@ -90,27 +90,114 @@ pub fn acquire(
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
-    if let Some(setup) = setup {
-        conn.send_query_pipelined(setup, &sql)
-            .map_err(Refused::Failed)?;
-    } else {
-        conn.send_query(&sql).map_err(Refused::Failed)?;
-    }
-    let setup_failed = match setup.map(|_| conn.read_done(conn.reply_timeout())) {
-        Some(Err(e @ Error::Server { .. })) => Some(e),
-        Some(Err(e)) => return Err(Refused::Failed(e)),
-        _ => None,
-    };
-    let row = conn
-        .read_row(wait + conn.reply_timeout())
-        .map_err(Refused::Failed)?;
-    match first_value(row).as_deref() {
+    let (answer, setup_failed) = ask(conn, &sql, setup, wait).map_err(Refused::Failed)?;
+    match answer.as_deref() {
         Some("1") => Ok(setup_failed),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),
         ))),
     }
+}
+
+/// Send `sql` (after `setup`, in the same write) and read the one value it
+/// answers, allowing `wait` beyond the usual reply timeout.
+fn ask(
+    conn: &mut Conn,
+    sql: &str,
+    setup: Option<&str>,
+    wait: Duration,
+) -> Result<(Option<String>, Option<Error>), Error> {
+    match setup {
+        Some(setup) => conn.send_query_pipelined(setup, sql)?,
+        None => conn.send_query(sql)?,
+    }
+    let setup_failed = match setup.map(|_| conn.read_done(conn.reply_timeout())) {
+        Some(Err(e @ Error::Server { .. })) => Some(e),
+        Some(Err(e)) => return Err(e),
+        _ => None,
+    };
+    let row = conn.read_row(wait + conn.reply_timeout())?;
+    Ok((first_value(row), setup_failed))
+}
+
+/// The locks of an N-slot semaphore: its slots, `NAME#1` to `NAME#N`, and
+/// `NAME#queue`, the turnstile its waiters line up on. A long NAME is
+/// replaced by its MD5, so that every name stays within 64 characters.
+pub fn semaphore(name: &str, slots: u32) -> (String, Vec<String>) {
+    let base = match name.chars().count() > 56 {
+        true => md5::hex_digest(name.as_bytes()),
+        false => name.to_string(),
+    };
+    let slot_names = (1..=slots).map(|i| format!("{base}#{i}")).collect();
+    (format!("{base}#queue"), slot_names)
+}
+
+/// How long the first waiter in line waits on one slot before it looks at
+/// all of them again: a slot freed elsewhere stays unused at most this long.
+const SLOT_BEAT: Duration = Duration::from_secs(1);
+
+/// Take one of the semaphore's slots, waiting up to `wait`; Ok gives its
+/// name (and, as `acquire`, a failed `setup`). A free slot is taken at once.
+/// Otherwise only the first waiter in line, who holds the turnstile, waits
+/// on the server, on one slot at a time; the others wait on the turnstile.
+/// So a full semaphore costs the server one blocked query per waiter and
+/// one more per second, and nobody polls.
+pub fn acquire_slot(
+    conn: &mut Conn,
+    name: &str,
+    slots: u32,
+    wait: Duration,
+    setup: Option<&str>,
+) -> Result<(String, Option<Error>), Refused> {
+    let deadline = std::time::Instant::now() + wait;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let (turnstile, slot_names) = semaphore(name, slots);
+    let (free, setup_failed) = try_each(conn, &slot_names, setup)?;
+    if let Some(slot) = free {
+        return Ok((slot_names[slot].clone(), setup_failed));
+    }
+    acquire(conn, &turnstile, left(), None)?;
+    let mut next = 0;
+    let taken = loop {
+        if let (Some(slot), _) = try_each(conn, &slot_names, None)? {
+            break Ok(slot);
+        }
+        if left().is_zero() {
+            break Err(Refused::TimedOut);
+        }
+        match acquire(conn, &slot_names[next], left().min(SLOT_BEAT), None) {
+            Ok(_) => break Ok(next),
+            Err(Refused::TimedOut) => next = (next + 1) % slot_names.len(),
+            Err(e) => break Err(e),
+        }
+    };
+    // Let the next waiter up to the front, whatever happened here.
+    ask(
+        conn,
+        &format!("SELECT RELEASE_LOCK({})", sql_name(&turnstile)),
+        None,
+        Duration::ZERO,
+    )
+    .map_err(Refused::Failed)?;
+    taken.map(|slot| (slot_names[slot].clone(), setup_failed))
+}
+
+/// Try each lock without waiting, in one statement: CASE stops at the first
+/// GET_LOCK that answers 1, so at most one lock is taken. Its index, if any.
+fn try_each(
+    conn: &mut Conn,
+    names: &[String],
+    setup: Option<&str>,
+) -> Result<(Option<usize>, Option<Error>), Refused> {
+    let cases: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
+        .collect();
+    let sql = format!("SELECT CASE {} END", cases.join(" "));
+    let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO).map_err(Refused::Failed)?;
+    Ok((answer.and_then(|i| i.parse().ok()), setup_failed))
 }
 
 /// Who holds a lock, as far as the server tells: the connection id always;

@@ -64,6 +64,15 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     for warning in &config.warnings {
         reporter.warn(&format!("config {}: {warning}", path.display()));
     }
+    let settings = args.settings.or(config.settings);
+    if args.wait_and_skip && settings.slots() > 1 {
+        return Err(Failure::new(
+            exit::ARGUMENTS,
+            "bad arguments",
+            "--wait-and-skip runs a command once while slots let several run at once: \
+             use one or the other",
+        ));
+    }
 
     // 3. Connect: one dedicated connection, for this run only.
     //    It tells the server who it is, for `sera status` to show others.
@@ -78,27 +87,27 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     ));
     // `sera status` stops here: it only looks.
     if let Some(json) = status {
-        return show_status(conn, &lock_name, json);
+        return show_status(conn, &lock_name, settings.slots(), json);
     }
 
     // 4. Lock, or wait for whoever holds it. The same round trip raises the
     //    session's idle timeout, so the server never frees the lock of a
     //    command that runs longer than its wait_timeout.
-    let settings = args.settings.or(config.settings);
     let dsn_wait_timeout = config.server.session_var("wait_timeout");
     for warning in settings.warnings(dsn_wait_timeout.and_then(|v| v.parse().ok())) {
         reporter.warn(&warning);
     }
     let asked = Instant::now();
     let keep_session = lock::keep_session_sql(&config.server.session_vars);
-    match take_lock(
+    let held = match take_lock(
         &mut conn,
         &lock_name,
         &args,
+        settings.slots(),
         keep_session.as_deref(),
         reporter,
     )? {
-        Turn::Ours => {}
+        Turn::Ours(held) => held,
         Turn::Skip => {
             conn.quit();
             reporter.event("skipped: another run held the lock and has finished");
@@ -108,9 +117,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
                 0
             });
         }
-    }
+    };
     reporter.event(&format!(
-        "acquired the lock {lock_name} after {} ms",
+        "acquired the lock {held} after {} ms",
         asked.elapsed().as_millis()
     ));
 
@@ -127,7 +136,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
     let watching = Watching {
-        lock_name: &lock_name,
+        lock_name: &held,
         settings: &settings,
         reporter,
         started: Instant::now(),
@@ -145,18 +154,21 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 
 /// Whose turn it is once the lock step is over.
 enum Turn {
-    /// The lock is ours: run the command.
-    Ours,
+    /// The lock is ours (this one: a semaphore's slot has a name of its
+    /// own): run the command.
+    Ours(String),
     /// `--wait-and-skip`: someone else ran it and has finished.
     Skip,
 }
 
-/// Take the lock, waiting up to `<wait>` for it. With `--wait-and-skip`
-/// only the first to ask runs; the others wait for it to finish and skip.
+/// Take the lock, or one of its slots, waiting up to `<wait>` for it. With
+/// `--wait-and-skip` only the first to ask runs; the others wait for it to
+/// finish and skip.
 fn take_lock(
     conn: &mut Conn,
     lock_name: &str,
     args: &Args,
+    slots: u32,
     setup: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Turn, Failure> {
@@ -169,14 +181,18 @@ fn take_lock(
         ));
         args.wait
     };
-    let refused = match lock::acquire(conn, lock_name, first_try, setup) {
-        Ok(None) => return Ok(Turn::Ours),
-        Ok(Some(e)) => {
+    let taken = match slots {
+        1 => lock::acquire(conn, lock_name, first_try, setup).map(|e| (lock_name.to_string(), e)),
+        _ => lock::acquire_slot(conn, lock_name, slots, first_try, setup),
+    };
+    let refused = match taken {
+        Ok((held, None)) => return Ok(Turn::Ours(held)),
+        Ok((held, Some(e))) => {
             reporter.warn(&format!(
                 "could not raise the lock session's wait_timeout: {e}; \
                  the server may end the session, and free the lock, if it idles"
             ));
-            return Ok(Turn::Ours);
+            return Ok(Turn::Ours(held));
         }
         Err(Refused::TimedOut) if args.wait_and_skip => {
             reporter
@@ -346,23 +362,36 @@ fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args) -> Failure {
 }
 
 /// `sera status`: whether the lock is free (exit 0) or held (exit 1), and
-/// by whom, on stdout, as a line or as one JSON object.
-fn show_status(mut conn: Conn, lock_name: &str, json: bool) -> Result<i32, Failure> {
-    let holder = lock::holder(&mut conn, lock_name)
-        .map_err(|e| Failure::new(exit::SERVER, "cannot look the lock up", e))?;
-    conn.quit();
-    let text = match (&holder, json) {
-        (None, false) => format!("lock {lock_name}: free"),
-        (Some(h), false) => match h.waiting.as_deref() {
-            Some(n) if n != "0" => {
-                format!("lock {lock_name}: held by {}; {n} waiting", h.describe())
-            }
-            _ => format!("lock {lock_name}: held by {}", h.describe()),
-        },
-        (_, true) => lock::status_json(lock_name, holder.as_ref()),
+/// by whom, on stdout, as lines or as one JSON object. For a semaphore, every
+/// slot; held means all of them are, so that a run would wait.
+fn show_status(mut conn: Conn, lock_name: &str, slots: u32, json: bool) -> Result<i32, Failure> {
+    let names = match slots {
+        1 => vec![lock_name.to_string()],
+        _ => lock::semaphore(lock_name, slots).1,
     };
-    println!("{text}");
-    Ok(if holder.is_some() { 1 } else { 0 })
+    let mut lines = Vec::new();
+    let mut held = 0;
+    for name in &names {
+        let holder = lock::holder(&mut conn, name)
+            .map_err(|e| Failure::new(exit::SERVER, "cannot look the lock up", e))?;
+        held += usize::from(holder.is_some());
+        lines.push(match (&holder, json) {
+            (_, true) => lock::status_json(name, holder.as_ref()),
+            (None, false) => format!("lock {name}: free"),
+            (Some(h), false) => match h.waiting.as_deref() {
+                Some(n) if n != "0" => {
+                    format!("lock {name}: held by {}; {n} waiting", h.describe())
+                }
+                _ => format!("lock {name}: held by {}", h.describe()),
+            },
+        });
+    }
+    conn.quit();
+    match (json, slots) {
+        (true, 1) | (false, _) => println!("{}", lines.join("\n")),
+        (true, _) => println!("{{\"slots\":[{}]}}", lines.join(",")),
+    }
+    Ok(if held == names.len() { 1 } else { 0 })
 }
 
 fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
@@ -442,6 +471,8 @@ options (they stop at <wait-seconds>):
   --name NAME             the lock is exactly NAME (1 to 64 characters), so
                           that different commands, or an application's
                           GET_LOCK('NAME', ...), share it
+  --slots N               let up to N commands hold the lock at once (a
+                          semaphore; 1, the default, is the plain lock)
   --wait-and-skip         the first to get the lock runs the command; the
                           others wait for it to finish, then exit 0 without
                           running it
@@ -466,7 +497,7 @@ config file (JSON):
     \"syslog\": true,
     \"verbose\": false,
     \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
-    \"orphans\": \"wait\",
+    \"orphans\": \"wait\", \"slots\": 1,
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);

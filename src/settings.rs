@@ -1,5 +1,5 @@
-//! How sera watches the lock and the command's tree: `check_interval`,
-//! `on_lost`, `kill_after` and `orphans`.
+//! How sera takes the lock and watches it and the command's tree: `slots`,
+//! `check_interval`, `on_lost`, `kill_after` and `orphans`.
 //!
 //! Each may be set by a flag (`--check-interval 1s`) or by the config key of
 //! the same name (`"check_interval": "1s"`), so they are declared and parsed
@@ -13,7 +13,17 @@ use crate::duration;
 
 /// The settings, by their config key names; the flags are the same with
 /// `-` for `_`.
-pub const KEYS: [&str; 4] = ["check_interval", "on_lost", "kill_after", "orphans"];
+pub const KEYS: [&str; 5] = [
+    "slots",
+    "check_interval",
+    "on_lost",
+    "kill_after",
+    "orphans",
+];
+
+/// More slots than this would make lock names too long, and no fleet needs
+/// them.
+const MAX_SLOTS: u32 = 1000;
 
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -50,6 +60,8 @@ pub enum Orphans {
 /// The settings given in one place (flags, or the config); None: not given.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
+    /// How many may hold the lock at once: a mutex (1) or a semaphore.
+    slots: Option<u32>,
     /// `Some(ZERO)`: never check.
     check_interval: Option<Duration>,
     on_lost: Option<OnLost>,
@@ -62,6 +74,16 @@ impl Settings {
     /// says what is wrong with the value; the caller names the flag or key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
+            "slots" => match value.parse() {
+                Ok(n) if (1..=MAX_SLOTS).contains(&n) && !value.starts_with('+') => {
+                    self.slots = Some(n)
+                }
+                _ => {
+                    return Err(format!(
+                        "\"{value}\" is not a number of slots from 1 to {MAX_SLOTS}"
+                    ))
+                }
+            },
             "check_interval" => {
                 let interval = duration::parse(value)?;
                 if !interval.is_zero() && interval < MIN_CHECK_INTERVAL {
@@ -96,11 +118,16 @@ impl Settings {
     /// Each setting from `self` where given, else from `other`.
     pub fn or(self, other: Settings) -> Settings {
         Settings {
+            slots: self.slots.or(other.slots),
             check_interval: self.check_interval.or(other.check_interval),
             on_lost: self.on_lost.or(other.on_lost),
             kill_after: self.kill_after.or(other.kill_after),
             orphans: self.orphans.or(other.orphans),
         }
+    }
+
+    pub fn slots(&self) -> u32 {
+        self.slots.unwrap_or(1)
     }
 
     /// How often to check the lock is still ours; None: never.

@@ -1,0 +1,185 @@
+//! `--slots N`: at most N commands holding one lock name at once, across
+//! hosts, against a real MariaDB.
+
+mod support;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use support::sera::{alive, Outcome, Setup};
+use support::{wait_until, Server};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// A job that logs `+ <ns>` when it starts and `- <ns>` when it ends.
+fn logged_job(setup: &Setup, seconds: &str) -> String {
+    let log = setup.dir.join("log");
+    format!(
+        "echo \"+ $(date +%s%N)\" >> {log}; sleep {seconds}; echo \"- $(date +%s%N)\" >> {log}",
+        log = log.display()
+    )
+}
+
+/// The most jobs that ran at once, and how many ran, from the log.
+fn concurrency(setup: &Setup) -> (usize, usize) {
+    let log = std::fs::read_to_string(setup.dir.join("log")).unwrap_or_default();
+    let mut events: Vec<(u128, i32)> = log
+        .lines()
+        .map(|line| {
+            let (sign, ns) = line.split_once(' ').unwrap();
+            (ns.parse().unwrap(), if sign == "+" { 1 } else { -1 })
+        })
+        .collect();
+    // At the same nanosecond an end comes before a start.
+    events.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in &events {
+        now += step;
+        most = most.max(now);
+    }
+    (
+        most as usize,
+        events.iter().filter(|(_, s)| *s == 1).count(),
+    )
+}
+
+#[test]
+fn twelve_racers_on_three_slots_run_three_at_a_time_and_each_once() {
+    let s = Setup::new(&Server::shared().dsn());
+    let job = logged_job(&s, "0.5");
+    let started = Instant::now();
+    let racers: Vec<Child> = (0..12)
+        .map(|_| {
+            s.command(&["--slots", "3", "--name", "reports", "30", "sh", "-c", &job])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for racer in racers {
+        let out = Outcome::from(racer.wait_with_output().unwrap());
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let took = started.elapsed();
+    let (most, ran) = concurrency(&s);
+    assert_eq!((most, ran), (3, 12), "at most 3 at once, each racer once");
+    // One at a time would take 6 s; three at a time about 2 s.
+    assert!(
+        took < Duration::from_secs(4),
+        "the slots were not used: {took:?}"
+    );
+}
+
+/// CPU time of a process in nanoseconds, from the scheduler.
+fn cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    stat.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn waiters_on_a_full_semaphore_use_no_cpu_and_a_lost_slot_stops_only_its_command() {
+    let server = Server::start();
+    let s = Setup::new(&server.dsn());
+    let go = s.dir.join("go");
+    let job = format!("while [ ! -e {} ]; do sleep 0.05; done", go.display());
+    let holders: Vec<Child> = (0..2)
+        .map(|_| {
+            s.command(&[
+                "--slots",
+                "2",
+                "--name",
+                "full",
+                "--check-interval",
+                "1s",
+                "5",
+                "sh",
+                "-c",
+                &job,
+            ])
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let held = |slot: u32| server.sql(&format!("SELECT IS_USED_LOCK('full#{slot}')"));
+    assert!(wait_until(LONG, || held(1) != "NULL" && held(2) != "NULL"));
+
+    // The first in line waits on a slot, the second on the turnstile.
+    let waiters: Vec<Child> = (0..2)
+        .map(|_| {
+            s.command(&["--slots", "2", "--name", "full", "30", "true"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let waiting = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock'";
+    assert!(wait_until(LONG, || server.sql(waiting) == "2"));
+    let before: Vec<u64> = waiters.iter().map(|w| cpu_ns(w.id())).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let used: Vec<u64> = waiters
+        .iter()
+        .zip(&before)
+        .map(|(w, before)| cpu_ns(w.id()) - before)
+        .collect();
+    // One waiter idles in the server; the first in line asks again once a
+    // second: well under a millisecond of CPU each.
+    assert!(
+        used.iter().all(|ns| *ns < 5_000_000),
+        "CPU used over 2 s: {used:?} ns"
+    );
+
+    // Slot 1's session is killed: its command stops, slot 2's runs on, and
+    // a waiter takes the freed slot.
+    server.sql(&format!("KILL {}", held(1)));
+    let mut holders = holders;
+    assert!(wait_until(LONG, || holders.iter().any(|h| !alive(h.id()))));
+    let stopped = holders.iter().position(|h| !alive(h.id())).unwrap();
+    let lost = holders.remove(stopped);
+    let kept = holders.remove(0);
+    let lost = Outcome::from(lost.wait_with_output().unwrap());
+    assert_eq!(lost.code, 206, "{}", lost.stderr);
+    assert!(alive(kept.id()), "the other slot's command was stopped");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(Outcome::from(kept.wait_with_output().unwrap()).code, 0);
+    for waiter in waiters {
+        assert_eq!(Outcome::from(waiter.wait_with_output().unwrap()).code, 0);
+    }
+}
+
+#[test]
+fn one_slot_is_the_plain_lock() {
+    let s = Setup::new(&Server::shared().dsn());
+    let go = s.dir.join("go");
+    let job = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
+    let plain = s.command(&["5", "sh", "-c", &job]).spawn().unwrap();
+    let lock = support::sera::is_used_lock_sql(&format!("sh -c {job}"));
+    assert!(wait_until(LONG, || Server::shared().sql(&lock) != "NULL"));
+    let one_slot = s.run(&["--slots", "1", "0", "sh", "-c", &job]);
+    assert_eq!(one_slot.code, 204, "{}", one_slot.stderr);
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(Outcome::from(plain.wait_with_output().unwrap()).code, 0);
+}
+
+#[test]
+fn slot_counts_that_make_no_sense_are_refused() {
+    let dsn = Server::shared().dsn();
+    let s = Setup::new(&dsn);
+    for bad in ["0", "three", "-1", "1001"] {
+        let out = s.run(&["--slots", bad, "0", "true"]);
+        assert_eq!(out.code, 201, "--slots {bad}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("sera: bad arguments: --slots: "),
+            "{}",
+            out.stderr
+        );
+    }
+    let skip = s.run(&["--slots", "2", "--wait-and-skip", "0", "true"]);
+    assert_eq!(skip.code, 201, "{}", skip.stderr);
+    let config = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"slots\": 0}}"));
+    assert_eq!(config.run(&["0", "true"]).code, 200);
+    let three = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"slots\": 3}}"));
+    let status = three.run(&["status", "--name", "cfg"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert_eq!(
+        status.stdout,
+        "lock cfg#1: free\nlock cfg#2: free\nlock cfg#3: free\n"
+    );
+}
