@@ -11,6 +11,7 @@ pub mod lock;
 pub mod md5;
 pub mod mysql;
 pub mod report;
+pub mod room;
 mod server_key;
 pub mod settings;
 pub mod syslog;

@@ -121,46 +121,87 @@ fn ask(
     Ok((first_value(row), setup_failed))
 }
 
-/// The locks of an N-slot semaphore: its slots, `NAME#1` to `NAME#N`, and
-/// `NAME#queue`, the turnstile its waiters line up on. A long NAME is
+/// `NAME#<kind>1` to `NAME#<kind>N`: the slots of a semaphore (kind "") or
+/// the seats of a waiting room (kind "room"). A NAME over 52 characters is
 /// replaced by its MD5, so that every name stays within 64 characters.
-pub fn semaphore(name: &str, slots: u32) -> (String, Vec<String>) {
-    let base = match name.chars().count() > 56 {
+pub fn numbered(name: &str, kind: &str, count: u32) -> Vec<String> {
+    (1..=count)
+        .map(|i| format!("{}#{kind}{i}", base(name)))
+        .collect()
+}
+
+/// `NAME#queue`, where the waiters for a semaphore's slots line up.
+fn turnstile(name: &str) -> String {
+    format!("{}#queue", base(name))
+}
+
+fn base(name: &str) -> String {
+    match name.chars().count() > 52 {
         true => md5::hex_digest(name.as_bytes()),
         false => name.to_string(),
-    };
-    let slot_names = (1..=slots).map(|i| format!("{base}#{i}")).collect();
-    (format!("{base}#queue"), slot_names)
+    }
 }
 
 /// How long the first waiter in line waits on one slot before it looks at
 /// all of them again: a slot freed elsewhere stays unused at most this long.
 const SLOT_BEAT: Duration = Duration::from_secs(1);
 
-/// Take one of the semaphore's slots, waiting up to `wait`; Ok gives its
-/// name (and, as `acquire`, a failed `setup`). A free slot is taken at once.
-/// Otherwise only the first waiter in line, who holds the turnstile, waits
-/// on the server, on one slot at a time; the others wait on the turnstile.
-/// So a full semaphore costs the server one blocked query per waiter and
-/// one more per second, and nobody polls.
-pub fn acquire_slot(
+/// Take the lock, or with slots any free slot, without waiting: Some(the
+/// name now held). `setup` as for `acquire`.
+pub fn try_take(
+    conn: &mut Conn,
+    name: &str,
+    slots: u32,
+    setup: Option<&str>,
+) -> Result<(Option<String>, Option<Error>), Error> {
+    if slots == 1 {
+        // A bare GET_LOCK, the one statement every proxy lets through.
+        return match acquire(conn, name, Duration::ZERO, setup) {
+            Ok(setup_failed) => Ok((Some(name.to_string()), setup_failed)),
+            Err(Refused::TimedOut) => Ok((None, None)),
+            Err(Refused::Failed(e)) => Err(e),
+        };
+    }
+    let names = numbered(name, "", slots);
+    let (free, setup_failed) = try_each(conn, &names, setup)?;
+    Ok((free.map(|i| names[i].clone()), setup_failed))
+}
+
+/// Wait up to `wait` for the lock, or with slots for any slot: Ok(the name
+/// now held).
+pub fn wait_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
     wait: Duration,
-    setup: Option<&str>,
-) -> Result<(String, Option<Error>), Refused> {
+) -> Result<String, Refused> {
+    match slots {
+        1 => acquire(conn, name, wait, None).map(|_| name.to_string()),
+        _ => acquire_slot(conn, name, slots, wait),
+    }
+}
+
+/// Take one of the semaphore's slots, waiting up to `wait`. A free slot is
+/// taken at once. Otherwise only the first waiter in line, who holds the
+/// turnstile, waits on the server, on one slot at a time; the others wait on
+/// the turnstile. So a full semaphore costs the server one blocked query per
+/// waiter and one more per second, and nobody polls.
+fn acquire_slot(
+    conn: &mut Conn,
+    name: &str,
+    slots: u32,
+    wait: Duration,
+) -> Result<String, Refused> {
     let deadline = std::time::Instant::now() + wait;
     let left = || deadline.saturating_duration_since(std::time::Instant::now());
-    let (turnstile, slot_names) = semaphore(name, slots);
-    let (free, setup_failed) = try_each(conn, &slot_names, setup)?;
-    if let Some(slot) = free {
-        return Ok((slot_names[slot].clone(), setup_failed));
+    let (turnstile, slot_names) = (turnstile(name), numbered(name, "", slots));
+    if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
+        return Ok(slot_names[slot].clone());
     }
     acquire(conn, &turnstile, left(), None)?;
     let mut next = 0;
     let taken = loop {
-        if let (Some(slot), _) = try_each(conn, &slot_names, None)? {
+        if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
             break Ok(slot);
         }
         if left().is_zero() {
@@ -173,30 +214,30 @@ pub fn acquire_slot(
         }
     };
     // Let the next waiter up to the front, whatever happened here.
-    ask(
-        conn,
-        &format!("SELECT RELEASE_LOCK({})", sql_name(&turnstile)),
-        None,
-        Duration::ZERO,
-    )
-    .map_err(Refused::Failed)?;
-    taken.map(|slot| (slot_names[slot].clone(), setup_failed))
+    release(conn, &turnstile).map_err(Refused::Failed)?;
+    taken.map(|slot| slot_names[slot].clone())
+}
+
+/// `RELEASE_LOCK(name)`.
+pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
+    let sql = format!("SELECT RELEASE_LOCK({})", sql_name(name));
+    ask(conn, &sql, None, Duration::ZERO).map(drop)
 }
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
 /// GET_LOCK that answers 1, so at most one lock is taken. Its index, if any.
-fn try_each(
+pub fn try_each(
     conn: &mut Conn,
     names: &[String],
     setup: Option<&str>,
-) -> Result<(Option<usize>, Option<Error>), Refused> {
+) -> Result<(Option<usize>, Option<Error>), Error> {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
         .collect();
     let sql = format!("SELECT CASE {} END", cases.join(" "));
-    let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO).map_err(Refused::Failed)?;
+    let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
     Ok((answer.and_then(|i| i.parse().ok()), setup_failed))
 }
 

@@ -3,7 +3,7 @@
 //! anywhere in the cluster. This file is the life of one run, top to bottom.
 
 use std::ffi::OsString;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sera::args::{self, Args, Request};
 use sera::child::{self, Child, Wake};
@@ -12,6 +12,7 @@ use sera::duration::{seconds, tenths};
 use sera::lock::{self, Check, Refused};
 use sera::mysql::{self, Conn};
 use sera::report::{exit, Failure, Reporter};
+use sera::room;
 use sera::settings::{OnLost, Orphans, Settings, CHECK_DEADLINE};
 use sera::tree;
 
@@ -76,9 +77,13 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 
     // 3. Connect: one dedicated connection, for this run only.
     //    It tells the server who it is, for `sera status` to show others.
+    //    A server that has reached max_connections is waited out, with the
+    //    rest of the herd, as long as <wait> allows.
     let about = lock::introduction(&lock_name, status.is_none().then(|| &args.command[0]));
-    let mut conn =
-        Conn::connect_as(&config.server, &about).map_err(|e| connect_failure(&config, e))?;
+    let connect = || Conn::connect_as(&config.server, &about);
+    let until = Instant::now() + args.wait;
+    let mut conn = room::connect(&connect, &mut room::Backoff::new(), until)
+        .map_err(|e| connect_failure(&config, e))?;
     reporter.progress(&format!(
         "connected to {} ({}) as connection {}",
         config.server.address,
@@ -103,9 +108,10 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         &mut conn,
         &lock_name,
         &args,
-        settings.slots(),
+        &settings,
         keep_session.as_deref(),
         reporter,
+        &connect,
     )? {
         Turn::Ours(held) => held,
         Turn::Skip => {
@@ -161,53 +167,76 @@ enum Turn {
     Skip,
 }
 
-/// Take the lock, or one of its slots, waiting up to `<wait>` for it. With
+/// Take the lock, or one of its slots, waiting up to `<wait>` for it: first
+/// without waiting; then, with a seat in the waiting room, connected and
+/// blocked in the server; and while the room is full, from outside, hung up,
+/// trying again now and then on a new connection (`reconnect`). With
 /// `--wait-and-skip` only the first to ask runs; the others wait for it to
 /// finish and skip.
 fn take_lock(
     conn: &mut Conn,
     lock_name: &str,
     args: &Args,
-    slots: u32,
+    settings: &Settings,
     setup: Option<&str>,
     reporter: &Reporter,
+    reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
 ) -> Result<Turn, Failure> {
-    let first_try = if args.wait_and_skip {
-        Duration::ZERO
-    } else {
-        reporter.progress(&format!(
-            "waiting up to {} s for the lock {lock_name}",
-            seconds(args.wait)
-        ));
-        args.wait
-    };
-    let taken = match slots {
-        1 => lock::acquire(conn, lock_name, first_try, setup).map(|e| (lock_name.to_string(), e)),
-        _ => lock::acquire_slot(conn, lock_name, slots, first_try, setup),
-    };
-    let refused = match taken {
-        Ok((held, None)) => return Ok(Turn::Ours(held)),
-        Ok((held, Some(e))) => {
+    let deadline = Instant::now() + args.wait;
+    let slots = settings.slots();
+    let mut backoff = room::Backoff::new();
+    let mut first = true;
+    loop {
+        // Every try is on a new session, which needs the setup too.
+        let (held, setup_failed) =
+            lock::try_take(conn, lock_name, slots, setup).map_err(lock_failure)?;
+        if let Some(e) = setup_failed {
             reporter.warn(&format!(
                 "could not raise the lock session's wait_timeout: {e}; \
                  the server may end the session, and free the lock, if it idles"
             ));
-            return Ok(Turn::Ours(held));
         }
-        Err(Refused::TimedOut) if args.wait_and_skip => {
-            reporter
-                .progress("someone else has the lock: waiting for them, then skipping the command");
-            match lock::acquire(conn, lock_name, args.wait, None) {
-                Ok(_) => return Ok(Turn::Skip),
-                Err(refused) => refused,
-            }
+        match held {
+            // With --wait-and-skip, a lock free on a later try means the
+            // run we waited for is over.
+            Some(_) if args.wait_and_skip && !first => return Ok(Turn::Skip),
+            Some(held) => return Ok(Turn::Ours(held)),
+            None => {}
         }
-        Err(refused) => refused,
-    };
-    Err(match refused {
-        Refused::TimedOut => timed_out(conn, lock_name, args),
-        Refused::Failed(e) => lock_failure(e),
-    })
+        if first {
+            reporter.progress(&match args.wait_and_skip {
+                true => {
+                    "someone else has the lock: waiting for them, then skipping the command".into()
+                }
+                false => format!(
+                    "waiting up to {} s for the lock {lock_name}",
+                    seconds(args.wait)
+                ),
+            });
+        }
+        first = false;
+        if Instant::now() >= deadline {
+            return Err(timed_out(conn, lock_name, args));
+        }
+        let seat =
+            room::take_seat(conn, lock_name, settings.waiting_room()).map_err(lock_failure)?;
+        if let Some(seat) = seat {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let taken = lock::wait_take(conn, lock_name, slots, left);
+            room::leave(conn, &seat);
+            return match taken {
+                Ok(_) if args.wait_and_skip => Ok(Turn::Skip),
+                Ok(held) => Ok(Turn::Ours(held)),
+                Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, args)),
+                Err(Refused::Failed(e)) => Err(lock_failure(e)),
+            };
+        }
+        // The room is full: hang up, and try again later from outside.
+        reporter.progress("the waiting room is full: waiting outside, without a connection");
+        conn.quit();
+        backoff.sleep(deadline);
+        *conn = room::connect(reconnect, &mut backoff, deadline).map_err(lock_failure)?;
+    }
 }
 
 /// What `watch` needs to know about the run.
@@ -367,7 +396,7 @@ fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args) -> Failure {
 fn show_status(mut conn: Conn, lock_name: &str, slots: u32, json: bool) -> Result<i32, Failure> {
     let names = match slots {
         1 => vec![lock_name.to_string()],
-        _ => lock::semaphore(lock_name, slots).1,
+        _ => lock::numbered(lock_name, "", slots),
     };
     let mut lines = Vec::new();
     let mut held = 0;

@@ -291,8 +291,9 @@ impl Conn {
     }
 
     /// Say goodbye. The server frees every lock of the session when it ends,
-    /// so this is also the cheapest release.
-    pub fn quit(mut self) {
+    /// so this is also the cheapest release. The connection is of no use
+    /// afterwards.
+    pub fn quit(&mut self) {
         self.seq = 0;
         let _ = self.send_command(COM_QUIT, &[]);
     }

@@ -13,13 +13,19 @@ use crate::duration;
 
 /// The settings, by their config key names; the flags are the same with
 /// `-` for `_`.
-pub const KEYS: [&str; 5] = [
+pub const KEYS: [&str; 6] = [
     "slots",
+    "waiting_room",
     "check_interval",
     "on_lost",
     "kill_after",
     "orphans",
 ];
+
+/// How many waiters per lock wait connected (see room.rs): enough that the
+/// next in line is always connected when the lock frees, few enough that
+/// a herd of hundreds costs the server a handful of connections.
+const DEFAULT_WAITING_ROOM: u32 = 16;
 
 /// More slots than this would make lock names too long, and no fleet needs
 /// them.
@@ -62,6 +68,8 @@ pub enum Orphans {
 pub struct Settings {
     /// How many may hold the lock at once: a mutex (1) or a semaphore.
     slots: Option<u32>,
+    /// Seats in the waiting room; 0: no room, every waiter stays connected.
+    waiting_room: Option<u32>,
     /// `Some(ZERO)`: never check.
     check_interval: Option<Duration>,
     on_lost: Option<OnLost>,
@@ -81,6 +89,14 @@ impl Settings {
                 _ => {
                     return Err(format!(
                         "\"{value}\" is not a number of slots from 1 to {MAX_SLOTS}"
+                    ))
+                }
+            },
+            "waiting_room" => match value.parse() {
+                Ok(n) if n <= MAX_SLOTS && !value.starts_with('+') => self.waiting_room = Some(n),
+                _ => {
+                    return Err(format!(
+                        "\"{value}\" is not a number of seats from 0 to {MAX_SLOTS}"
                     ))
                 }
             },
@@ -119,6 +135,7 @@ impl Settings {
     pub fn or(self, other: Settings) -> Settings {
         Settings {
             slots: self.slots.or(other.slots),
+            waiting_room: self.waiting_room.or(other.waiting_room),
             check_interval: self.check_interval.or(other.check_interval),
             on_lost: self.on_lost.or(other.on_lost),
             kill_after: self.kill_after.or(other.kill_after),
@@ -128,6 +145,10 @@ impl Settings {
 
     pub fn slots(&self) -> u32 {
         self.slots.unwrap_or(1)
+    }
+
+    pub fn waiting_room(&self) -> u32 {
+        self.waiting_room.unwrap_or(DEFAULT_WAITING_ROOM)
     }
 
     /// How often to check the lock is still ours; None: never.
