@@ -82,7 +82,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let about = lock::introduction(&lock_name, status.is_none().then(|| &args.command[0]));
     let connect = || Conn::connect_as(&config.server, &about);
     let until = Instant::now() + args.wait;
-    let mut conn = room::connect(&connect, &mut room::Backoff::new(), until)
+    let mut conn = room::connect(&connect, &mut room::Backoff::default(), until)
         .map_err(|e| connect_failure(&config, e))?;
     reporter.progress(&format!(
         "connected to {} ({}) as connection {}",
@@ -184,7 +184,7 @@ fn take_lock(
 ) -> Result<Turn, Failure> {
     let deadline = Instant::now() + args.wait;
     let slots = settings.slots();
-    let mut backoff = room::Backoff::new();
+    let mut backoff = room::Backoff::default();
     let mut first = true;
     loop {
         // Every try is on a new session, which needs the setup too.

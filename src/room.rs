@@ -52,8 +52,8 @@ pub struct Backoff {
     random: u64,
 }
 
-impl Backoff {
-    pub fn new() -> Backoff {
+impl Default for Backoff {
+    fn default() -> Backoff {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -63,7 +63,9 @@ impl Backoff {
             random: now ^ (u64::from(std::process::id()) << 32) | 1,
         }
     }
+}
 
+impl Backoff {
     /// Sleep the next pause, cut short at `deadline`; false when the
     /// deadline has come.
     pub fn sleep(&mut self, deadline: Instant) -> bool {
