@@ -502,6 +502,8 @@ options (they stop at <wait-seconds>):
                           GET_LOCK('NAME', ...), share it
   --slots N               let up to N commands hold the lock at once (a
                           semaphore; 1, the default, is the plain lock)
+  --waiting-room N        how many waiters per lock wait connected (16; 0 =
+                          all); the others retry now and then from outside
   --wait-and-skip         the first to get the lock runs the command; the
                           others wait for it to finish, then exit 0 without
                           running it
@@ -526,7 +528,7 @@ config file (JSON):
     \"syslog\": true,
     \"verbose\": false,
     \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
-    \"orphans\": \"wait\", \"slots\": 1,
+    \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
