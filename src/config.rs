@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Value};
@@ -120,14 +120,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
 }
 
 fn read_small(path: &Path) -> Result<String, String> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    // Look before opening: opening a device can have effects of its own (a
+    // tape rewinds, a tty becomes ours), and opening a FIFO blocks until a
+    // writer comes, which may be never.
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         _ => e.to_string(),
     })?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if meta.is_dir() {
-        return Err("it is a directory".into());
-    }
+    must_be_regular(&meta)?;
+    // O_NONBLOCK still, and a second look at what was opened: the path may
+    // have been swapped for a FIFO in between. For a regular file O_NONBLOCK
+    // changes nothing.
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    must_be_regular(&file.metadata().map_err(|e| e.to_string())?)?;
     let mut bytes = Vec::new();
     file.take(MAX_SIZE + 1)
         .read_to_end(&mut bytes)
@@ -139,6 +148,27 @@ fn read_small(path: &Path) -> Result<String, String> {
         return Err("it is empty".into());
     }
     String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+}
+
+/// Only a regular file can be a config; say what else it is.
+fn must_be_regular(meta: &std::fs::Metadata) -> Result<(), String> {
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        return Err("it is a directory".into());
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "something else"
+    };
+    Err(format!("it is not a regular file but {what}"))
 }
 
 type Object = miniserde::json::Object;

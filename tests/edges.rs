@@ -1,0 +1,86 @@
+//! The edges a hostile or unlucky input finds (issue 12): a config that is
+//! not a regular file, a secret that must not reach the command, a command
+//! that cannot start while someone else holds the lock, messages that must
+//! point the right way. Each test here failed before its fix.
+
+mod support;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::sera::{Outcome, Setup};
+use support::{shared_dsn, wait_until};
+
+/// Run to the end, but fail the test (and kill sera) if that takes longer
+/// than `limit`: the point of some tests is that sera never blocks.
+fn run_within(mut cmd: Command, limit: Duration) -> Outcome {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let finished = wait_until(limit, || child.try_wait().unwrap().is_some());
+    if !finished {
+        child.kill().unwrap();
+    }
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    assert!(
+        finished,
+        "sera still running after {:?}: {}",
+        started.elapsed(),
+        out.stderr
+    );
+    out
+}
+
+/// sera with this config path and nothing else of the test's.
+fn sera_with_config(path: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sera"));
+    cmd.arg("--config").arg(path).args(args);
+    cmd
+}
+
+fn one_failure_line(out: &Outcome, code: i32, says: &str) {
+    assert_eq!(out.code, code, "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("sera: ") && first.contains(says),
+        "expected {says:?} in {:?}",
+        out.stderr
+    );
+    assert!(out.stderr.lines().count() <= 2, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn a_config_that_is_a_fifo_or_a_device_is_200_at_once() {
+    let s = Setup::new(&shared_dsn());
+    let fifo = s.dir.join("fifo.json");
+    let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Without a writer (opening would wait for one forever)...
+    let out = run_within(
+        sera_with_config(&fifo, &["1", "true"]),
+        Duration::from_secs(5),
+    );
+    one_failure_line(&out, 200, "not a regular file but a FIFO");
+    assert!(
+        out.stderr.contains(fifo.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+    // ...and through SERA_CONFIG.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sera"));
+    cmd.env("SERA_CONFIG", &fifo).args(["1", "true"]);
+    one_failure_line(&run_within(cmd, Duration::from_secs(5)), 200, "a FIFO");
+    let out = run_within(
+        sera_with_config("/dev/null".as_ref(), &["1", "true"]),
+        Duration::from_secs(5),
+    );
+    one_failure_line(&out, 200, "a character device");
+}
