@@ -59,18 +59,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     let root = match json::from_str::<Value>(text) {
         Ok(Value::Object(root)) => root,
         Ok(_) => return Err("it is not a JSON object ({ ... })".into()),
-        Err(_) => return Err("it is not valid JSON".into()),
+        Err(_) => {
+            return Err(match crate::json_error::explain(text) {
+                Some(mistake) => format!("it is not valid JSON: {mistake}"),
+                None => "it is not valid JSON".into(),
+            })
+        }
     };
     let mut warnings = Vec::new();
-    let known: Vec<&str> = OWN_KEYS.iter().chain(&settings::KEYS).copied().collect();
-    for key in root.keys() {
-        if !known.contains(&key.as_str()) {
-            warnings.push(format!(
-                "unknown key \"{key}\" ignored (known keys: {})",
-                known.join(", ")
-            ));
-        }
-    }
+    warnings.extend(unknown_keys(&root));
 
     let server = match root.get("server") {
         Some(Value::String(s)) => s.clone(),
@@ -117,6 +114,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         settings,
         warnings,
     })
+}
+
+/// How many unknown keys a warning names; the rest are counted. A file
+/// with thousands of them must not bury the run in lines.
+const UNKNOWN_KEYS_NAMED: usize = 3;
+
+/// One warning for all the keys sera does not know (typos, mostly), or none.
+fn unknown_keys(root: &Object) -> Option<String> {
+    let known: Vec<&str> = OWN_KEYS.iter().chain(&settings::KEYS).copied().collect();
+    let unknown: Vec<&String> = root
+        .keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .collect();
+    let named: Vec<String> = unknown
+        .iter()
+        .take(UNKNOWN_KEYS_NAMED)
+        .map(|key| format!("\"{key}\""))
+        .collect();
+    let more = match unknown.len().saturating_sub(UNKNOWN_KEYS_NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let (keys, are) = match unknown.len() {
+        0 => return None,
+        1 => ("key", "is"),
+        _ => ("keys", "are"),
+    };
+    Some(format!(
+        "unknown {keys} {}{more} {are} ignored (known keys: {})",
+        named.join(", "),
+        known.join(", ")
+    ))
 }
 
 fn read_small(path: &Path) -> Result<String, String> {
@@ -281,6 +310,37 @@ mod tests {
         assert_eq!(config.settings, expected);
         assert!(config.syslog && !config.verbose);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn unknown_keys_are_one_bounded_warning() {
+        let one = parse_at(r#"{"server": "u@tcp(db)/", "sever": 1}"#).unwrap();
+        assert_eq!(one.warnings.len(), 1);
+        assert!(
+            one.warnings[0].starts_with("unknown key \"sever\" is ignored (known keys: server, "),
+            "{:?}",
+            one.warnings
+        );
+        let keys: String = (0..5000).map(|i| format!(", \"k{i:04}\": 0")).collect();
+        let many = parse_at(&format!(r#"{{"server": "u@tcp(db)/"{keys}}}"#)).unwrap();
+        assert_eq!(many.warnings.len(), 1);
+        assert!(
+            many.warnings[0].starts_with(
+                "unknown keys \"k0000\", \"k0001\", \"k0002\" and 4997 more are ignored"
+            ),
+            "{:?}",
+            many.warnings
+        );
+    }
+
+    #[test]
+    fn invalid_json_says_where() {
+        let e = parse_at("{\n  \"server\": \"u@tcp(db)/\",\n}").unwrap_err();
+        assert_eq!(
+            e,
+            "it is not valid JSON: line 2, column 25: a comma before } \
+             (JSON allows no comma after the last item)"
+        );
     }
 
     #[test]

@@ -84,3 +84,43 @@ fn a_config_that_is_a_fifo_or_a_device_is_200_at_once() {
     );
     one_failure_line(&out, 200, "a character device");
 }
+
+#[test]
+fn thousands_of_unknown_keys_are_one_warning_line() {
+    let keys: String = (0..5000).map(|i| format!(", \"k{i:04}\": 0")).collect();
+    let s = Setup::with_json(&format!("{{\"server\": \"{}\"{keys}}}", shared_dsn()));
+    let out = s.run(&["1", "echo", "ran"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "ran\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", &out.stderr[..300]);
+    assert!(
+        out.stderr
+            .contains("unknown keys \"k0000\", \"k0001\", \"k0002\" and 4997 more are ignored"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn invalid_json_names_the_line_the_column_and_the_mistake() {
+    let dsn = shared_dsn();
+    let cases = [
+        (
+            format!("{{\n    \"server\": \"{dsn}\",\n    \"syslog\": false,\n}}\n"),
+            "line 3, column 20: a comma before } (JSON allows no comma after the last item)",
+        ),
+        (
+            format!("{{\n    \"server\": \"{dsn},\n    \"verbose\": true\n}}\n"),
+            "line 2, column 15: a string that is not closed on its line (a missing \"?)",
+        ),
+    ];
+    for (json, says) in cases {
+        let s = Setup::with_json(&json);
+        let out = s.run(&["1", "true"]);
+        one_failure_line(&out, 200, &format!("it is not valid JSON: {says}"));
+    }
+}
