@@ -188,6 +188,11 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
 /// `lock_socket` is the lock connection, tied to the command's life by a
 /// `lifeline`.
 pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnError> {
+    // The password is sera's, not the command's: nothing the command starts
+    // may find it in its environment. Taken out of sera's own environment,
+    // which the command inherits. That is safe only because sera never
+    // starts a thread: no one can be reading the environment meanwhile.
+    std::env::remove_var("SERA_PASSWORD");
     let (forwarded, mask) = block_signals();
     let argv: Vec<CString> = command
         .iter()
