@@ -31,6 +31,8 @@ const OWN_KEYS: [&str; 6] = [
 pub struct Config {
     pub path: PathBuf,
     pub server: Dsn,
+    /// The password came from SERA_PASSWORD, not from the file.
+    pub password_from_env: bool,
     pub syslog: bool,
     pub verbose: bool,
     /// How to watch the lock and the command's tree, as far as the file says.
@@ -92,9 +94,23 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         warnings.push("tls_ca or tls_cert is set, but the DSN has no tls=true: TLS is off".into());
     }
     // The environment beats the file, so an image can ship a config without
-    // its secret.
-    if let Some(password) = std::env::var_os("SERA_PASSWORD") {
-        server.password = Some(password.to_string_lossy().into_owned());
+    // its secret. An empty SERA_PASSWORD= is ignored, with a warning: it is
+    // far more often a secret that a deployment failed to fill in than an
+    // account without a password, and it would only earn "access denied".
+    let mut password_from_env = false;
+    match std::env::var_os("SERA_PASSWORD") {
+        Some(password) if password.is_empty() => warnings.push(format!(
+            "SERA_PASSWORD is set but empty: ignored; {}",
+            match server.password {
+                Some(_) => "the password of \"server\" in this file is used",
+                None => "\"server\" in this file has no password",
+            }
+        )),
+        Some(password) => {
+            server.password = Some(password.to_string_lossy().into_owned());
+            password_from_env = true;
+        }
+        None => {}
     }
 
     let mut settings = Settings::default();
@@ -109,6 +125,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     Ok(Config {
         path: path.to_path_buf(),
         server,
+        password_from_env,
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
         settings,

@@ -344,8 +344,13 @@ fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
         mysql::Error::Server { code: 1045, .. } => {
             let plain_tcp = matches!(server.address, sera::dsn::Address::Tcp { .. })
                 && server.tls == sera::dsn::Tls::False;
+            let check = if config.password_from_env {
+                "check SERA_PASSWORD (it replaces the password) and the user of \"server\""
+            } else {
+                "check the user and password of \"server\""
+            };
             failure.hint(format!(
-                "check the user and password of \"server\" in {} ({server}){}",
+                "{check} in {} ({server}){}",
                 config.path.display(),
                 if plain_tcp {
                     "; MariaDB says the same to a connection without TLS when it has \

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::sera::{Outcome, Setup};
-use support::{shared_dsn, wait_until};
+use support::{shared_dsn, wait_until, Server};
 
 /// Run to the end, but fail the test (and kill sera) if that takes longer
 /// than `limit`: the point of some tests is that sera never blocks.
@@ -123,4 +123,64 @@ fn invalid_json_names_the_line_the_column_and_the_mistake() {
         let out = s.run(&["1", "true"]);
         one_failure_line(&out, 200, &format!("it is not valid JSON: {says}"));
     }
+}
+
+#[test]
+fn sera_password_never_reaches_the_command() {
+    let server = Server::shared();
+    let s = Setup::new(&format!("sera@tcp(127.0.0.1:{})/", server.port()));
+    let script = "echo \"${SERA_PASSWORD-unset}\"; env | grep -c '^SERA_PASSWORD=' || true";
+    let out = Outcome::from(
+        s.command(&["1", "sh", "-c", script])
+            .env("SERA_PASSWORD", "sera-pass")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "unset\n0\n");
+}
+
+#[test]
+fn a_wrong_sera_password_earns_a_hint_that_names_it() {
+    let s = Setup::new(&shared_dsn());
+    let out = Outcome::from(
+        s.command(&["1", "true"])
+            .env("SERA_PASSWORD", "Not-The-Password")
+            .output()
+            .unwrap(),
+    );
+    one_failure_line(&out, 202, "1045");
+    let hint = out.stderr.lines().nth(1).unwrap_or_default();
+    assert!(
+        hint.starts_with("sera: hint: check SERA_PASSWORD (it replaces the password)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Not-The-Password"), "{}", out.stderr);
+}
+
+#[test]
+fn an_empty_sera_password_is_ignored_with_a_warning() {
+    // The file's password is right; an empty override would break the run.
+    let s = Setup::new(&shared_dsn());
+    let out = Outcome::from(
+        s.command(&["1", "echo", "ran"])
+            .env("SERA_PASSWORD", "")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "ran\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr,
+        format!(
+            "sera: warning: config {}: SERA_PASSWORD is set but empty: ignored; \
+             the password of \"server\" in this file is used\n",
+            s.config.display()
+        )
+    );
 }
