@@ -61,6 +61,10 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         reporter.warn(&format!("config {}: {warning}", path.display()));
     }
 
+    // Before connecting: a command that cannot start is 203 now, not after
+    // a wait for a lock it could not use.
+    child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
+
     // 3. Connect: one dedicated connection, for this run only.
     let mut conn = Conn::connect(&config.server).map_err(|e| connect_failure(&config, e))?;
     reporter.progress(&format!(
@@ -104,14 +108,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     ));
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = child::spawn(&args.command, conn.raw_fd()).map_err(|e| {
-        let program = &args.command[0];
-        Failure::new(
-            exit::COMMAND,
-            format!("cannot run {}", program.to_string_lossy()),
-            e.reason(program),
-        )
-    })?;
+    let mut child =
+        child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -376,6 +374,14 @@ fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
             )),
         _ => failure,
     }
+}
+
+fn cannot_run(program: &OsString, e: child::SpawnError) -> Failure {
+    Failure::new(
+        exit::COMMAND,
+        format!("cannot run {}", program.to_string_lossy()),
+        e.reason(program),
+    )
 }
 
 fn lock_failure(e: mysql::Error) -> Failure {

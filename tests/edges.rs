@@ -7,6 +7,7 @@ mod support;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -182,5 +183,90 @@ fn an_empty_sera_password_is_ignored_with_a_warning() {
              the password of \"server\" in this file is used\n",
             s.config.display()
         )
+    );
+}
+
+/// Holds the lock that sera takes for `command_line`, on a connection of
+/// its own, until dropped.
+struct HeldLock {
+    _conn: sera::mysql::Conn,
+}
+
+fn hold_lock(command_line: &str) -> HeldLock {
+    let dsn = sera::dsn::Dsn::parse(&shared_dsn()).unwrap();
+    let mut conn = sera::mysql::Conn::connect(&dsn).unwrap();
+    let hex: String = command_line.bytes().map(|b| format!("{b:02x}")).collect();
+    let row = conn
+        .query_row(
+            &format!("SELECT GET_LOCK(MD5(X'{hex}'), 0)"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(format!("{row:?}").contains('1'), "not locked: {row:?}");
+    HeldLock { _conn: conn }
+}
+
+#[test]
+fn a_command_that_cannot_start_is_203_before_waiting_for_the_lock() {
+    let s = Setup::new(&shared_dsn());
+    let not_executable = s.dir.join("plain-file");
+    std::fs::write(&not_executable, "echo hi\n").unwrap();
+    let no_interpreter = s.dir.join("script");
+    std::fs::write(&no_interpreter, "#!/no/such/interpreter -e\necho hi\n").unwrap();
+    std::fs::set_permissions(&no_interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let missing = s.dir.join("missing");
+    let cases = [
+        (
+            "no-such-command-anywhere",
+            "command not found (not on PATH)",
+        ),
+        (missing.to_str().unwrap(), "no such file"),
+        (not_executable.to_str().unwrap(), "permission denied"),
+        (s.dir.path.to_str().unwrap(), "it is a directory"),
+        (
+            no_interpreter.to_str().unwrap(),
+            "its interpreter /no/such/interpreter (on its #! line) does not exist",
+        ),
+    ];
+    for (program, reason) in cases {
+        // Someone else holds the lock: sera must not wait 5 s for it.
+        let _held = hold_lock(program);
+        let started = Instant::now();
+        let out = s.run(&["5", program]);
+        one_failure_line(&out, 203, &format!("cannot run {program}: {reason}"));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{program}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_command_that_goes_away_while_sera_waits_is_still_203_with_the_reason() {
+    let s = Setup::new(&shared_dsn());
+    let script = s.dir.join("job");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = script.to_str().unwrap();
+    let held = hold_lock(program);
+    let waiting = s.command(&["20", program]).spawn().unwrap();
+    // Once sera waits in GET_LOCK, the checks before connecting are behind it.
+    let server = Server::shared();
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE STATE = 'User lock' AND USER = 'sera'",
+        ) != "0"
+    }));
+    std::fs::write(&script, "#!/no/such/shell\necho ran\n").unwrap();
+    drop(held);
+    let out = Outcome::from(waiting.wait_with_output().unwrap());
+    one_failure_line(
+        &out,
+        203,
+        &format!(
+            "cannot run {program}: its interpreter /no/such/shell (on its #! line) does not exist"
+        ),
     );
 }
