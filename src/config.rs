@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Value};
 
-use crate::dsn::Dsn;
+use crate::dsn::{Address, Dsn, Tls};
 use crate::settings::{self, Settings};
 
 /// Where the Go sera looks, and so where sera looks by default.
@@ -77,6 +77,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         None => return Err("it has no \"server\" key (the DSN of the lock server)".into()),
     };
     let mut server = Dsn::parse(&server).map_err(|e| format!("\"server\": {e}"))?;
+    no_tls_needed(&server)?;
     // Only a password written in the file is worth a warning about the file.
     if server.password.is_some() {
         if let Some(warning) = readable_by_others(path) {
@@ -90,7 +91,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         return Err("\"tls_cert\" and \"tls_key\" go together: give both or neither".into());
     }
     let has_tls_files = server.tls_ca.is_some() || server.tls_cert.is_some();
-    if has_tls_files && server.tls == crate::dsn::Tls::False {
+    if has_tls_files && server.tls == Tls::False {
         warnings.push("tls_ca or tls_cert is set, but the DSN has no tls=true: TLS is off".into());
     }
     // The environment beats the file, so an image can ship a config without
@@ -131,6 +132,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         settings,
         warnings,
     })
+}
+
+/// A build without TLS cannot serve a DSN that insists on it (over TCP: a
+/// unix socket never uses TLS). That is a config error, found now rather
+/// than as a failed connection. `tls=preferred` falls back to plain.
+fn no_tls_needed(server: &Dsn) -> Result<(), String> {
+    let insists = match server.tls {
+        Tls::True => "tls=true",
+        Tls::SkipVerify => "tls=skip-verify",
+        Tls::Preferred | Tls::False => return Ok(()),
+    };
+    if cfg!(feature = "tls") || !matches!(server.address, Address::Tcp { .. }) {
+        return Ok(());
+    }
+    Err(format!(
+        "\"server\": the DSN asks for TLS ({insists}), but this sera was built without TLS \
+         (the small build): use the full build"
+    ))
 }
 
 /// How many unknown keys a warning names; the rest are counted. A file
@@ -348,6 +367,23 @@ mod tests {
             "{:?}",
             many.warnings
         );
+    }
+
+    #[test]
+    fn tls_in_a_build_without_it_is_a_config_error_but_preferred_is_plain() {
+        for tls in ["true", "skip-verify"] {
+            let parsed = parse_at(&format!(r#"{{"server": "u@tcp(db)/?tls={tls}"}}"#));
+            match parsed {
+                Ok(_) => assert!(cfg!(feature = "tls"), "tls={tls} accepted"),
+                Err(e) => {
+                    assert!(!cfg!(feature = "tls"), "{e}");
+                    assert!(e.contains("built without TLS"), "{e}");
+                }
+            }
+            // A unix socket never uses TLS, so any build serves it.
+            assert!(parse_at(&format!(r#"{{"server": "u@unix(/s)/?tls={tls}"}}"#)).is_ok());
+        }
+        assert!(parse_at(r#"{"server": "u@tcp(db)/?tls=preferred"}"#).is_ok());
     }
 
     #[test]

@@ -367,7 +367,9 @@ fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
         mysql::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             failure.hint("is the server running and listening there?")
         }
-        mysql::Error::Timeout | mysql::Error::Protocol(_) if server.timeout.is_none() => failure
+        // Only for a real timeout: a refusal that came at once (TLS the
+        // server or this build lacks) has nothing to do with waiting.
+        mysql::Error::Timeout | mysql::Error::NoGreeting if server.timeout.is_none() => failure
             .hint(format!(
                 "sera gives up after {} s; set ?timeout= in the DSN to change that",
                 seconds(mysql::DEFAULT_TIMEOUT)

@@ -270,3 +270,85 @@ fn a_command_that_goes_away_while_sera_waits_is_still_203_with_the_reason() {
         ),
     );
 }
+
+#[test]
+fn an_instant_tls_refusal_gets_no_timeout_hint() {
+    // The shared server offers no TLS: refused at once, not timed out.
+    let s = Setup::new(&format!("{}?tls=true", shared_dsn()));
+    let started = Instant::now();
+    let out = s.run(&["1", "true"]);
+    if cfg!(feature = "tls") {
+        one_failure_line(
+            &out,
+            202,
+            "the DSN asks for TLS, but the server does not offer it",
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "no hint: {}", out.stderr);
+    } else {
+        one_failure_line(&out, 200, "built without TLS");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// The sera binaries built without TLS that are here to test: the one
+/// under test when the tests run without default features, and the small
+/// release artefact for this machine when scripts/build-static.sh made it.
+fn small_builds() -> Vec<std::path::PathBuf> {
+    let under_test = std::path::PathBuf::from(env!("CARGO_BIN_EXE_sera"));
+    let dist = under_test.parent().unwrap().parent().unwrap().join("dist");
+    let artefact = dist.join(format!(
+        "sera-{}-{}-linux-musl-small",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    ));
+    let mut builds = Vec::new();
+    if !cfg!(feature = "tls") {
+        builds.push(under_test);
+    }
+    if artefact.exists() {
+        builds.push(artefact);
+    }
+    builds
+}
+
+#[test]
+fn a_build_without_tls_refuses_tls_in_the_config_and_takes_preferred_as_plain() {
+    let builds = small_builds();
+    if builds.is_empty() {
+        // Straight to stderr, so the skip is seen even when the test passes.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"a_build_without_tls...: skipped: no small build here \
+              (scripts/build-static.sh --no-default-features makes one)\n",
+        );
+    }
+    let dsn = shared_dsn();
+    for bin in builds {
+        let run = |dsn: &str| {
+            let s = Setup::new(dsn);
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--config")
+                .arg(&s.config)
+                .args(["1", "echo", "ran"]);
+            run_within(cmd, Duration::from_secs(10))
+        };
+        for tls in ["true", "skip-verify"] {
+            let out = run(&format!("{dsn}?tls={tls}"));
+            one_failure_line(
+                &out,
+                200,
+                &format!(
+                    "the DSN asks for TLS (tls={tls}), but this sera was built without TLS \
+                     (the small build)"
+                ),
+            );
+        }
+        let out = run(&format!("{dsn}?tls=preferred"));
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (0, "ran\n", ""),
+            "{}",
+            bin.display()
+        );
+    }
+}
