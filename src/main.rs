@@ -60,6 +60,12 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     for warning in &config.warnings {
         reporter.warn(&format!("config {}: {warning}", path.display()));
     }
+    if args.detailed_exit_codes && !args.wait_and_skip {
+        reporter.warn(
+            "--detailed-exit-codes does nothing without --wait-and-skip \
+             (it makes a skipped run exit 205)",
+        );
+    }
 
     // Before connecting: a command that cannot start is 203 now, not after
     // a wait for a lock it could not use.

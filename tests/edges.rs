@@ -23,19 +23,7 @@ fn run_within(mut cmd: Command, limit: Duration) -> Outcome {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let finished = wait_until(limit, || child.try_wait().unwrap().is_some());
-    if !finished {
-        child.kill().unwrap();
-    }
-    let out = Outcome::from(child.wait_with_output().unwrap());
-    assert!(
-        finished,
-        "sera still running after {:?}: {}",
-        started.elapsed(),
-        out.stderr
-    );
-    out
+    run_within_child(&mut child, limit)
 }
 
 /// sera with this config path and nothing else of the test's.
@@ -350,5 +338,126 @@ fn a_build_without_tls_refuses_tls_in_the_config_and_takes_preferred_as_plain() 
             "{}",
             bin.display()
         );
+    }
+}
+
+#[test]
+fn detailed_exit_codes_without_wait_and_skip_is_a_warning() {
+    let s = Setup::new(&shared_dsn());
+    let out = s.run(&["--detailed-exit-codes", "1", "echo", "ran"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "ran\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr,
+        "sera: warning: --detailed-exit-codes does nothing without --wait-and-skip \
+         (it makes a skipped run exit 205)\n"
+    );
+    let out = s.run(&["--wait-and-skip", "--detailed-exit-codes", "1", "true"]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+}
+
+/// The verbose lines of a run, in order.
+fn lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().collect()
+}
+
+fn position(lines: &[&str], part: &str) -> usize {
+    lines
+        .iter()
+        .position(|line| line.contains(part))
+        .unwrap_or_else(|| panic!("no line with {part:?}: {lines:#?}"))
+}
+
+#[test]
+fn with_wait_and_skip_the_lock_is_acquired_before_anything_runs() {
+    let s = Setup::new(&shared_dsn());
+    let out = s.run(&["-v", "--wait-and-skip", "5", "echo", "ran"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "ran\n"),
+        "{}",
+        out.stderr
+    );
+    let lines = lines(&out.stderr);
+    assert!(position(&lines, "connected to") < position(&lines, "acquired the lock after"));
+    assert!(
+        position(&lines, "acquired the lock after")
+            < position(&lines, "the command exited with status 0")
+    );
+    assert_eq!(lines.last(), Some(&"sera: released the lock"), "{lines:#?}");
+}
+
+#[test]
+fn a_lost_lock_is_told_as_lost_and_never_as_released() {
+    let server = Server::shared();
+    let s = Setup::new(&shared_dsn());
+    let command_line = "sleep 30.5";
+    let mut sera = s
+        .command(&[
+            "-v",
+            "--check-interval",
+            "100ms",
+            "--kill-after",
+            "1s",
+            "5",
+            "sleep",
+            "30.5",
+        ])
+        .spawn()
+        .unwrap();
+    let holder = std::cell::RefCell::new(String::new());
+    assert!(wait_until(Duration::from_secs(10), || {
+        *holder.borrow_mut() = server.sql(&support::sera::is_used_lock_sql(command_line));
+        holder.borrow().parse::<u64>().is_ok()
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    server.sql(&format!("KILL {}", holder.borrow()));
+    let out = run_within_child(&mut sera, Duration::from_secs(10));
+    assert_eq!(out.code, 206, "{}", out.stderr);
+    let lines = lines(&out.stderr);
+    let lost = lines[position(&lines, "sera: lost the lock: ")];
+    // "after 1.5 s" read like a delay still to come: it is how long it ran.
+    assert!(
+        lost.contains("; the command has run ")
+            && lost.contains(" s: stopping it and every process it started"),
+        "{lost}"
+    );
+    assert!(!out.stderr.contains("released the lock"), "{}", out.stderr);
+}
+
+/// `run_within` for a child already started with piped output.
+fn run_within_child(child: &mut std::process::Child, limit: Duration) -> Outcome {
+    let finished = wait_until(limit, || child.try_wait().unwrap().is_some());
+    if !finished {
+        child.kill().unwrap();
+    }
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(finished, "sera still running after {limit:?}: {stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    Outcome {
+        code: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout,
+        stderr,
     }
 }
