@@ -323,9 +323,11 @@ mod tests {
 
     #[test]
     fn a_client_certificate_needs_its_key() {
-        let e = parse_at(r#"{"server": "u@tcp(db)/?tls=preferred", "tls_cert": "c.pem"}"#).unwrap_err();
+        let e =
+            parse_at(r#"{"server": "u@tcp(db)/?tls=preferred", "tls_cert": "c.pem"}"#).unwrap_err();
         assert!(e.contains("go together"), "{e}");
-        let e = parse_at(r#"{"server": "u@tcp(db)/?tls=preferred", "tls_key": "k.pem"}"#).unwrap_err();
+        let e =
+            parse_at(r#"{"server": "u@tcp(db)/?tls=preferred", "tls_key": "k.pem"}"#).unwrap_err();
         assert!(e.contains("go together"), "{e}");
     }
 
