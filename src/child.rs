@@ -119,6 +119,12 @@ impl SpawnError {
             // binary built for another system.
             libc::ENOENT => match find_program(program) {
                 Ok(file) => match missing_interpreter(&file) {
+                    // The kernel takes the \r of a CRLF line end as part
+                    // of the name: a classic, worth naming.
+                    Some(interpreter) if interpreter.ends_with("\\r") => format!(
+                        "its interpreter {interpreter} (on its #! line) does not exist: \
+                         the file has Windows line ends (CRLF)"
+                    ),
                     Some(interpreter) => {
                         format!("its interpreter {interpreter} (on its #! line) does not exist")
                     }
@@ -209,7 +215,8 @@ fn executable(file: &Path) -> Option<i32> {
 }
 
 /// The interpreter named on the `#!` line of `file`, if it has one and it
-/// does not exist. (The kernel reads at most 256 bytes of that line.)
+/// does not exist, escaped for one line of text. (The kernel reads at most
+/// 256 bytes of that line.)
 fn missing_interpreter(file: &Path) -> Option<String> {
     let mut head = [0u8; 256];
     let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
@@ -221,7 +228,7 @@ fn missing_interpreter(file: &Path) -> Option<String> {
     let interpreter = Path::new(OsStr::from_bytes(interpreter));
     match std::fs::metadata(interpreter) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Some(interpreter.to_string_lossy().into_owned())
+            Some(interpreter.to_string_lossy().escape_debug().to_string())
         }
         _ => None,
     }

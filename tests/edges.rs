@@ -202,6 +202,9 @@ fn a_command_that_cannot_start_is_203_before_waiting_for_the_lock() {
     let no_interpreter = s.dir.join("script");
     std::fs::write(&no_interpreter, "#!/no/such/interpreter -e\necho hi\n").unwrap();
     std::fs::set_permissions(&no_interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let crlf = s.dir.join("crlf-script");
+    std::fs::write(&crlf, "#!/bin/sh\r\necho hi\r\n").unwrap();
+    std::fs::set_permissions(&crlf, std::fs::Permissions::from_mode(0o755)).unwrap();
     let missing = s.dir.join("missing");
     let cases = [
         (
@@ -214,6 +217,11 @@ fn a_command_that_cannot_start_is_203_before_waiting_for_the_lock() {
         (
             no_interpreter.to_str().unwrap(),
             "its interpreter /no/such/interpreter (on its #! line) does not exist",
+        ),
+        (
+            crlf.to_str().unwrap(),
+            "its interpreter /bin/sh\\r (on its #! line) does not exist: \
+             the file has Windows line ends (CRLF)",
         ),
     ];
     for (program, reason) in cases {
