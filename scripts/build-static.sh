@@ -13,7 +13,9 @@
 #
 # Needs rustup's musl target, which this script adds when it is missing (Rust
 # ships musl and its start files with it). What else it needs is Debian's:
-# - x86_64 full: musl-gcc (musl-tools) compiles ring's C and assembly parts.
+# - x86_64: nothing more. The host's cc links, and for the full build
+#   compiles ring's C and assembly parts (cc-rs takes musl-gcc instead when
+#   musl-tools is installed; either gives a working static binary).
 # - aarch64: aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) links, and for the
 #   full build compiles ring's C parts, against the aarch64 C headers of
 #   libc6-dev-arm64-cross (ring needs only stdint.h and string.h from them;
@@ -49,11 +51,7 @@ if [ -n "$small" ]; then budget_kib=640; else budget_kib=2048; fi
 
 # What the machine lacks, gathered so that it is said in one line.
 lacks=()
-if [ "$target" = x86_64-unknown-linux-musl ]; then
-  if [ -z "$small" ] && ! command -v musl-gcc >/dev/null; then
-    lacks+=(musl-tools)
-  fi
-else
+if [ "$target" != x86_64-unknown-linux-musl ]; then
   # cc-rs would look for aarch64-linux-musl-gcc, which Debian does not have.
   # The gnu cross gcc compiles ring's C just as well: it needs C headers but
   # no C library, since the link uses Rust's own musl.

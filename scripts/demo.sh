@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 . scripts/lib.sh
+. scripts/need.sh
+
+# The throwaway server (mariadbd, mariadb-install-db, the client for its
+# setup, python3 for a free port); not needed with $SERA_DEMO_DSN.
+if [ -z "${SERA_DEMO_DSN:-}" ]; then
+  need mariadbd mariadb-server
+  need mariadb-install-db mariadb-server
+  need mariadb mariadb-client
+  need python3 python3
+  install_needed scripts/demo.sh
+fi
 
 cargo build --release --quiet
 sera=$PWD/target/release/sera

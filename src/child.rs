@@ -13,11 +13,12 @@
 //! even when its parent exits, and sera knows the tree is empty when it has
 //! no child left to wait for.
 
-use std::ffi::{CString, OsString};
-use std::io;
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{self, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::tree;
@@ -111,14 +112,125 @@ pub struct SpawnError {
 impl SpawnError {
     /// In the user's words, for `sera: cannot run <command>: <this>`.
     pub fn reason(&self, program: &OsString) -> String {
+        let has_slash = program.as_bytes().contains(&b'/');
         match self.errno {
-            libc::ENOENT if program.as_bytes().contains(&b'/') => "no such file".into(),
-            libc::ENOENT => "command not found (not on PATH)".into(),
-            libc::EACCES if std::path::Path::new(program).is_dir() => "it is a directory".into(),
+            // exec says ENOENT for a file that exists when what must run
+            // it does not: a script's #! interpreter, or the loader of a
+            // binary built for another system.
+            libc::ENOENT => match find_program(program) {
+                Ok(file) => match missing_interpreter(&file) {
+                    // The kernel takes the \r of a CRLF line end as part
+                    // of the name: a classic, worth naming.
+                    Some(interpreter) if interpreter.ends_with("\\r") => format!(
+                        "its interpreter {interpreter} (on its #! line) does not exist: \
+                         the file has Windows line ends (CRLF)"
+                    ),
+                    Some(interpreter) => {
+                        format!("its interpreter {interpreter} (on its #! line) does not exist")
+                    }
+                    None => "the file exists, but the program that runs it does not \
+                             (the loader of a binary built for another system?)"
+                        .into(),
+                },
+                Err(_) if has_slash => "no such file".into(),
+                Err(_) => "command not found (not on PATH)".into(),
+            },
+            libc::EACCES if has_slash && std::path::Path::new(program).is_dir() => {
+                "it is a directory".into()
+            }
             libc::EACCES => "permission denied (is it executable?)".into(),
             libc::ENOEXEC => "not an executable format (a script without #! line?)".into(),
             e => io::Error::from_raw_os_error(e).to_string(),
         }
+    }
+}
+
+/// Whether `program` can be started, found as execvp finds it. main checks
+/// this before it connects: a command that cannot start must be 203 at
+/// once, not after a wait for a lock it could not use (with the lock held
+/// elsewhere, that would be 204 after the whole wait). exec may still fail
+/// later (the file can change meanwhile), and `spawn` reports that too.
+pub fn check_program(program: &OsString) -> Result<(), SpawnError> {
+    let file = find_program(program)?;
+    match missing_interpreter(&file) {
+        Some(_) => Err(SpawnError {
+            errno: libc::ENOENT,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The file execvp would run for `program`: itself if it holds a `/`,
+/// else the first fit in PATH. The error is the errno exec would give: a
+/// file found but not executable (or a directory) is EACCES, which, as for
+/// execvp, wins over not found elsewhere on PATH.
+fn find_program(program: &OsString) -> Result<PathBuf, SpawnError> {
+    let fail = |errno| Err(SpawnError { errno });
+    let name = program.as_bytes();
+    if name.is_empty() {
+        return fail(libc::ENOENT);
+    }
+    if name.contains(&b'/') {
+        let file = PathBuf::from(program);
+        return executable(&file).map_or(Ok(file), fail);
+    }
+    // Without PATH, musl's execvp (that of the static build) searches this.
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/bin:/usr/bin".into());
+    let mut denied = false;
+    for dir in path.as_bytes().split(|&b| b == b':') {
+        // An empty entry is the current directory, as for execvp.
+        let dir = if dir.is_empty() { b"." } else { dir };
+        let file = Path::new(OsStr::from_bytes(dir)).join(program);
+        match executable(&file) {
+            None => return Ok(file),
+            Some(libc::EACCES) => denied = true,
+            Some(_) => {}
+        }
+    }
+    fail(if denied { libc::EACCES } else { libc::ENOENT })
+}
+
+/// None if exec could run `file`, else the errno it would fail with.
+fn executable(file: &Path) -> Option<i32> {
+    let meta = match std::fs::metadata(file) {
+        Ok(meta) => meta,
+        Err(e) => return Some(e.raw_os_error().unwrap_or(libc::ENOENT)),
+    };
+    if !meta.is_file() {
+        return Some(libc::EACCES);
+    }
+    let Ok(c_file) = CString::new(file.as_os_str().as_bytes()) else {
+        return Some(libc::EINVAL);
+    };
+    // AT_EACCESS: exec goes by the effective ids, and so does this check.
+    let ok = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_file.as_ptr(),
+            libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    (ok != 0).then(last_errno)
+}
+
+/// The interpreter named on the `#!` line of `file`, if it has one and it
+/// does not exist, escaped for one line of text. (The kernel reads at most
+/// 256 bytes of that line.)
+fn missing_interpreter(file: &Path) -> Option<String> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let interpreter = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .find(|word| !word.is_empty())?;
+    let interpreter = Path::new(OsStr::from_bytes(interpreter));
+    match std::fs::metadata(interpreter) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Some(interpreter.to_string_lossy().escape_debug().to_string())
+        }
+        _ => None,
     }
 }
 
@@ -188,6 +300,11 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
 /// `lock_socket` is the lock connection, tied to the command's life by a
 /// `lifeline`.
 pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnError> {
+    // The password is sera's, not the command's: nothing the command starts
+    // may find it in its environment. Taken out of sera's own environment,
+    // which the command inherits. That is safe only because sera never
+    // starts a thread: no one can be reading the environment meanwhile.
+    std::env::remove_var("SERA_PASSWORD");
     let (forwarded, mask) = block_signals();
     let argv: Vec<CString> = command
         .iter()

@@ -8,12 +8,12 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Value};
 
-use crate::dsn::Dsn;
+use crate::dsn::{Address, Dsn, Tls};
 use crate::settings::{self, Settings};
 
 /// Where the Go sera looks, and so where sera looks by default.
@@ -31,6 +31,8 @@ const OWN_KEYS: [&str; 6] = [
 pub struct Config {
     pub path: PathBuf,
     pub server: Dsn,
+    /// The password came from SERA_PASSWORD, not from the file.
+    pub password_from_env: bool,
     pub syslog: bool,
     pub verbose: bool,
     /// How to watch the lock and the command's tree, as far as the file says.
@@ -59,18 +61,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     let root = match json::from_str::<Value>(text) {
         Ok(Value::Object(root)) => root,
         Ok(_) => return Err("it is not a JSON object ({ ... })".into()),
-        Err(_) => return Err("it is not valid JSON".into()),
+        Err(_) => {
+            return Err(match crate::json_error::explain(text) {
+                Some(mistake) => format!("it is not valid JSON: {mistake}"),
+                None => "it is not valid JSON".into(),
+            })
+        }
     };
     let mut warnings = Vec::new();
-    let known: Vec<&str> = OWN_KEYS.iter().chain(&settings::KEYS).copied().collect();
-    for key in root.keys() {
-        if !known.contains(&key.as_str()) {
-            warnings.push(format!(
-                "unknown key \"{key}\" ignored (known keys: {})",
-                known.join(", ")
-            ));
-        }
-    }
+    warnings.extend(unknown_keys(&root));
 
     let server = match root.get("server") {
         Some(Value::String(s)) => s.clone(),
@@ -78,6 +77,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         None => return Err("it has no \"server\" key (the DSN of the lock server)".into()),
     };
     let mut server = Dsn::parse(&server).map_err(|e| format!("\"server\": {e}"))?;
+    no_tls_needed(&server)?;
     // Only a password written in the file is worth a warning about the file.
     if server.password.is_some() {
         if let Some(warning) = readable_by_others(path) {
@@ -91,13 +91,27 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         return Err("\"tls_cert\" and \"tls_key\" go together: give both or neither".into());
     }
     let has_tls_files = server.tls_ca.is_some() || server.tls_cert.is_some();
-    if has_tls_files && server.tls == crate::dsn::Tls::False {
+    if has_tls_files && server.tls == Tls::False {
         warnings.push("tls_ca or tls_cert is set, but the DSN has no tls=true: TLS is off".into());
     }
     // The environment beats the file, so an image can ship a config without
-    // its secret.
-    if let Some(password) = std::env::var_os("SERA_PASSWORD") {
-        server.password = Some(password.to_string_lossy().into_owned());
+    // its secret. An empty SERA_PASSWORD= is ignored, with a warning: it is
+    // far more often a secret that a deployment failed to fill in than an
+    // account without a password, and it would only earn "access denied".
+    let mut password_from_env = false;
+    match std::env::var_os("SERA_PASSWORD") {
+        Some(password) if password.is_empty() => warnings.push(format!(
+            "SERA_PASSWORD is set but empty: ignored; {}",
+            match server.password {
+                Some(_) => "the password of \"server\" in this file is used",
+                None => "\"server\" in this file has no password",
+            }
+        )),
+        Some(password) => {
+            server.password = Some(password.to_string_lossy().into_owned());
+            password_from_env = true;
+        }
+        None => {}
     }
 
     let mut settings = Settings::default();
@@ -117,6 +131,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     Ok(Config {
         path: path.to_path_buf(),
         server,
+        password_from_env,
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
         settings,
@@ -124,15 +139,74 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     })
 }
 
+/// A build without TLS cannot serve a DSN that insists on it (over TCP: a
+/// unix socket never uses TLS). That is a config error, found now rather
+/// than as a failed connection. `tls=preferred` falls back to plain.
+fn no_tls_needed(server: &Dsn) -> Result<(), String> {
+    let insists = match server.tls {
+        Tls::True => "tls=true",
+        Tls::SkipVerify => "tls=skip-verify",
+        Tls::Preferred | Tls::False => return Ok(()),
+    };
+    if cfg!(feature = "tls") || !matches!(server.address, Address::Tcp { .. }) {
+        return Ok(());
+    }
+    Err(format!(
+        "\"server\": the DSN asks for TLS ({insists}), but this sera was built without TLS \
+         (the small build): use the full build"
+    ))
+}
+
+/// How many unknown keys a warning names; the rest are counted. A file
+/// with thousands of them must not bury the run in lines.
+const UNKNOWN_KEYS_NAMED: usize = 3;
+
+/// One warning for all the keys sera does not know (typos, mostly), or none.
+fn unknown_keys(root: &Object) -> Option<String> {
+    let known: Vec<&str> = OWN_KEYS.iter().chain(&settings::KEYS).copied().collect();
+    let unknown: Vec<&String> = root
+        .keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .collect();
+    let named: Vec<String> = unknown
+        .iter()
+        .take(UNKNOWN_KEYS_NAMED)
+        .map(|key| format!("\"{key}\""))
+        .collect();
+    let more = match unknown.len().saturating_sub(UNKNOWN_KEYS_NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let (keys, are) = match unknown.len() {
+        0 => return None,
+        1 => ("key", "is"),
+        _ => ("keys", "are"),
+    };
+    Some(format!(
+        "unknown {keys} {}{more} {are} ignored (known keys: {})",
+        named.join(", "),
+        known.join(", ")
+    ))
+}
+
 fn read_small(path: &Path) -> Result<String, String> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    // Look before opening: opening a device can have effects of its own (a
+    // tape rewinds, a tty becomes ours), and opening a FIFO blocks until a
+    // writer comes, which may be never.
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         _ => e.to_string(),
     })?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if meta.is_dir() {
-        return Err("it is a directory".into());
-    }
+    must_be_regular(&meta)?;
+    // O_NONBLOCK still, and a second look at what was opened: the path may
+    // have been swapped for a FIFO in between. For a regular file O_NONBLOCK
+    // changes nothing.
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    must_be_regular(&file.metadata().map_err(|e| e.to_string())?)?;
     let mut bytes = Vec::new();
     file.take(MAX_SIZE + 1)
         .read_to_end(&mut bytes)
@@ -144,6 +218,27 @@ fn read_small(path: &Path) -> Result<String, String> {
         return Err("it is empty".into());
     }
     String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+}
+
+/// Only a regular file can be a config; say what else it is.
+fn must_be_regular(meta: &std::fs::Metadata) -> Result<(), String> {
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        return Err("it is a directory".into());
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "something else"
+    };
+    Err(format!("it is not a regular file but {what}"))
 }
 
 type Object = miniserde::json::Object;
@@ -195,10 +290,12 @@ mod tests {
         parse(json, Path::new("/etc/sera/sera.json"))
     }
 
+    // tls=preferred in the tests below: it uses the TLS files too, and the
+    // build without TLS accepts it.
     #[test]
     fn tls_files_are_relative_to_the_config_folder() {
         let config = parse_at(
-            r#"{"server": "u@tcp(db:3306)/?tls=true", "tls_ca": "ca.pem",
+            r#"{"server": "u@tcp(db:3306)/?tls=preferred", "tls_ca": "ca.pem",
                 "tls_cert": "/abs/client.pem", "tls_key": "keys/client.key"}"#,
         )
         .unwrap();
@@ -231,9 +328,11 @@ mod tests {
 
     #[test]
     fn a_client_certificate_needs_its_key() {
-        let e = parse_at(r#"{"server": "u@tcp(db)/?tls=true", "tls_cert": "c.pem"}"#).unwrap_err();
+        let e =
+            parse_at(r#"{"server": "u@tcp(db)/?tls=preferred", "tls_cert": "c.pem"}"#).unwrap_err();
         assert!(e.contains("go together"), "{e}");
-        let e = parse_at(r#"{"server": "u@tcp(db)/?tls=true", "tls_key": "k.pem"}"#).unwrap_err();
+        let e =
+            parse_at(r#"{"server": "u@tcp(db)/?tls=preferred", "tls_key": "k.pem"}"#).unwrap_err();
         assert!(e.contains("go together"), "{e}");
     }
 
@@ -256,6 +355,51 @@ mod tests {
         assert_eq!(config.settings, expected);
         assert!(config.syslog && !config.verbose);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn unknown_keys_are_one_bounded_warning() {
+        let one = parse_at(r#"{"server": "u@tcp(db)/", "sever": 1}"#).unwrap();
+        assert_eq!(one.warnings.len(), 1);
+        assert!(
+            one.warnings[0].starts_with("unknown key \"sever\" is ignored (known keys: server, "),
+            "{:?}",
+            one.warnings
+        );
+        let keys: String = (0..5000).map(|i| format!(", \"k{i:04}\": 0")).collect();
+        let many = parse_at(&format!(r#"{{"server": "u@tcp(db)/"{keys}}}"#)).unwrap();
+        assert_eq!(many.warnings.len(), 1);
+        assert!(
+            many.warnings[0].starts_with(
+                "unknown keys \"k0000\", \"k0001\", \"k0002\" and 4997 more are ignored"
+            ),
+            "{:?}",
+            many.warnings
+        );
+    }
+
+    #[test]
+    fn tls_in_a_build_without_it_is_a_config_error_but_preferred_is_plain() {
+        for tls in ["true", "skip-verify"] {
+            let parsed = parse_at(&format!(r#"{{"server": "u@tcp(db)/?tls={tls}"}}"#));
+            assert_eq!(parsed.is_ok(), cfg!(feature = "tls"), "tls={tls}");
+            if let Err(e) = parsed {
+                assert!(e.contains("built without TLS"), "{e}");
+            }
+            // A unix socket never uses TLS, so any build serves it.
+            assert!(parse_at(&format!(r#"{{"server": "u@unix(/s)/?tls={tls}"}}"#)).is_ok());
+        }
+        assert!(parse_at(r#"{"server": "u@tcp(db)/?tls=preferred"}"#).is_ok());
+    }
+
+    #[test]
+    fn invalid_json_says_where() {
+        let e = parse_at("{\n  \"server\": \"u@tcp(db)/\",\n}").unwrap_err();
+        assert_eq!(
+            e,
+            "it is not valid JSON: line 2, column 25: a comma before } \
+             (JSON allows no comma after the last item)"
+        );
     }
 
     #[test]

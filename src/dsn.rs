@@ -371,7 +371,10 @@ fn is_variable_name(name: &str) -> bool {
 
 /// A session variable value as SQL: numbers (`-?[0-9]+(\.[0-9]+)?`) and bare
 /// words (`[A-Za-z_][A-Za-z0-9_]*`, such as ON or DEFAULT) as they are; any
-/// other text, with one pair of surrounding quotes removed, as a hex string.
+/// other text, with one pair of surrounding quotes removed, as a hex string
+/// converted to text. Hex keeps user text out of the SQL; CONVERT(... USING
+/// utf8mb4) rather than the `_utf8mb4 X'..'` introducer, which some
+/// MySQL-compatible servers take as bytes and refuse for sql_mode.
 fn sql_value(value: &str) -> String {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let unsigned = value.strip_prefix('-').unwrap_or(value);
@@ -389,7 +392,7 @@ fn sql_value(value: &str) -> String {
         .find_map(|q| value.strip_prefix(q)?.strip_suffix(q))
         .unwrap_or(value);
     let hex: String = unquoted.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("_utf8mb4 X'{hex}'")
+    format!("CONVERT(X'{hex}' USING utf8mb4)")
 }
 
 /// Go's url.QueryUnescape (`plus_is_space`) or url.PathUnescape. None for a
@@ -1002,7 +1005,7 @@ mod tests {
         let dsn = parse("/?wait_timeout=600&sql_mode=%27ANSI,NO_ZERO_DATE%27");
         assert_eq!(
             dsn.session_sql().as_deref(),
-            Some("SET wait_timeout=600, sql_mode=_utf8mb4 X'414e53492c4e4f5f5a45524f5f44415445'")
+            Some("SET wait_timeout=600, sql_mode=CONVERT(X'414e53492c4e4f5f5a45524f5f44415445' USING utf8mb4)")
         );
     }
 
@@ -1019,10 +1022,11 @@ mod tests {
         assert_eq!(
             dsn.session_sql().as_deref(),
             Some(
-                "SET a=-5, b=1.25, c=ON, d=_x1, e=_utf8mb4 X'71', f=_utf8mb4 X'', \
-                 g=_utf8mb4 X'312e', h=_utf8mb4 X'27', i=_utf8mb4 X'69742773', \
-                 j=_utf8mb4 X'612062', k=_utf8mb4 X'c3a9', l=_utf8mb4 X'2d', \
-                 m=_utf8mb4 X'277822'"
+                "SET a=-5, b=1.25, c=ON, d=_x1, e=CONVERT(X'71' USING utf8mb4), \
+                 f=CONVERT(X'' USING utf8mb4), g=CONVERT(X'312e' USING utf8mb4), \
+                 h=CONVERT(X'27' USING utf8mb4), i=CONVERT(X'69742773' USING utf8mb4), \
+                 j=CONVERT(X'612062' USING utf8mb4), k=CONVERT(X'c3a9' USING utf8mb4), \
+                 l=CONVERT(X'2d' USING utf8mb4), m=CONVERT(X'277822' USING utf8mb4)"
             )
         );
     }

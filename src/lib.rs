@@ -7,6 +7,7 @@ pub mod child;
 pub mod config;
 pub mod dsn;
 pub mod duration;
+mod json_error;
 pub mod lock;
 pub mod md5;
 pub mod mysql;

@@ -74,6 +74,18 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
              use one or the other",
         ));
     }
+    if args.detailed_exit_codes && !args.wait_and_skip {
+        reporter.warn(
+            "--detailed-exit-codes does nothing without --wait-and-skip \
+             (it makes a skipped run exit 205)",
+        );
+    }
+
+    // Before connecting: a command that cannot start is 203 now, not after
+    // a wait for a lock it could not use. (`status` runs no command.)
+    if status.is_none() {
+        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
+    }
 
     // 3. Connect: one dedicated connection, for this run only.
     //    It tells the server who it is, for `sera status` to show others.
@@ -130,14 +142,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     ));
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = child::spawn(&args.command, conn.raw_fd()).map_err(|e| {
-        let program = &args.command[0];
-        Failure::new(
-            exit::COMMAND,
-            format!("cannot run {}", program.to_string_lossy()),
-            e.reason(program),
-        )
-    })?;
+    let mut child =
+        child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -434,8 +440,13 @@ fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
         mysql::Error::Server { code: 1045, .. } => {
             let plain_tcp = matches!(server.address, sera::dsn::Address::Tcp { .. })
                 && server.tls == sera::dsn::Tls::False;
+            let check = if config.password_from_env {
+                "check SERA_PASSWORD (it replaces the password) and the user of \"server\""
+            } else {
+                "check the user and password of \"server\""
+            };
             failure.hint(format!(
-                "check the user and password of \"server\" in {} ({server}){}",
+                "{check} in {} ({server}){}",
                 config.path.display(),
                 if plain_tcp {
                     "; MariaDB says the same to a connection without TLS when it has \
@@ -454,13 +465,23 @@ fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
         mysql::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             failure.hint("is the server running and listening there?")
         }
-        mysql::Error::Timeout | mysql::Error::Protocol(_) if server.timeout.is_none() => failure
+        // Only for a real timeout: a refusal that came at once (TLS the
+        // server or this build lacks) has nothing to do with waiting.
+        mysql::Error::Timeout | mysql::Error::NoGreeting if server.timeout.is_none() => failure
             .hint(format!(
                 "sera gives up after {} s; set ?timeout= in the DSN to change that",
                 seconds(mysql::DEFAULT_TIMEOUT)
             )),
         _ => failure,
     }
+}
+
+fn cannot_run(program: &OsString, e: child::SpawnError) -> Failure {
+    Failure::new(
+        exit::COMMAND,
+        format!("cannot run {}", program.to_string_lossy()),
+        e.reason(program),
+    )
 }
 
 fn lock_failure(e: mysql::Error) -> Failure {

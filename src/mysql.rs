@@ -50,6 +50,9 @@ pub enum Error {
     Io(io::Error),
     /// No answer before the deadline. The connection may still be fine.
     Timeout,
+    /// The peer accepted the connection but said nothing before the
+    /// connect deadline: a timeout, told apart for the user.
+    NoGreeting,
     /// The server answered with an error packet.
     Server {
         code: u16,
@@ -71,6 +74,9 @@ impl fmt::Display for Error {
             }
             Error::Io(e) => write!(f, "{e}"),
             Error::Timeout => f.write_str("no answer from the server in time"),
+            Error::NoGreeting => {
+                f.write_str("the server accepted the connection but sent no greeting")
+            }
             Error::Server {
                 code,
                 state,
@@ -399,10 +405,14 @@ impl Conn {
         match dsn.tls {
             Tls::False => Ok(false),
             _ if matches!(self.stream, Stream::Unix(_)) => Ok(false),
+            // Plain when TLS cannot be had, as its name says: also when
+            // sera was built without TLS.
+            Tls::Preferred => Ok(offered && cfg!(feature = "tls")),
+            // config::parse refuses these already; this is for a DSN
+            // given to Conn directly.
             _ if !cfg!(feature = "tls") => Err(protocol(
                 "the DSN asks for TLS, but this sera was built without it (the `tls` feature)",
             )),
-            Tls::Preferred => Ok(offered),
             Tls::True | Tls::SkipVerify if offered => Ok(true),
             Tls::True | Tls::SkipVerify => Err(protocol(
                 "the DSN asks for TLS, but the server does not offer it",
@@ -444,7 +454,7 @@ impl Conn {
             Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 protocol("the server closed the connection before greeting")
             }
-            Error::Timeout => protocol("the server accepted the connection but sent no greeting"),
+            Error::Timeout => Error::NoGreeting,
             e => e,
         })?;
         let head = &self.inbox[..HEADER_LEN];

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The tests, from a fresh Debian machine with only Rust: install what they
+# use (as root; without root, one line names the packages), then
+# `cargo test` with this script's arguments. .ci/run runs this same script.
+#
+# The tests start their own MariaDB servers (mariadbd, mariadb-install-db,
+# and the mariadb client for their setup), make TLS certificates with
+# openssl, catch overlaps with flock, run sera in namespaces with unshare,
+# start workers with setsid and python3. Some need root (mount namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/need.sh
+
+need mariadbd mariadb-server
+need mariadb-install-db mariadb-server
+need mariadb mariadb-client
+need openssl openssl
+need flock util-linux
+need unshare util-linux
+need setsid util-linux
+need python3 python3
+install_needed scripts/test.sh
+
+exec cargo test "$@"
