@@ -527,6 +527,7 @@ def run_herd(n, cfg, label, monitor):
             group = group or pids[0]
         t_spawned = time.time_ns()
         watchdog = threading.Timer(FLEET_TIMEOUT, os.killpg, (group, signal.SIGKILL))
+        watchdog.daemon = True  # an interrupted bench must not wait for it
         watchdog.start()
         t_last = 0
         for pid in pids:  # in spawn order; the last reap is the last exit
@@ -539,7 +540,10 @@ def run_herd(n, cfg, label, monitor):
         if group:
             os.killpg(group, signal.SIGKILL)
             for pid in pids[len(codes):]:
-                os.waitpid(pid, 0)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:  # reaped just before the interruption
+                    pass
         raise
     finally:
         stop.set()
@@ -566,6 +570,10 @@ def run_herd(n, cfg, label, monitor):
 
 
 if FLEET:
+    # SIGTERM, as SIGINT already does, unwinds through run_herd, which kills
+    # and reaps the herd on the way out: its own process group does not get
+    # the terminal's signals.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     fleet_t0 = time.time()
     monitor = open_monitor()
     max_connections = int(ask(monitor, "SELECT @@max_connections"))
