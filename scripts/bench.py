@@ -27,6 +27,9 @@ RACERS = int(os.environ.get("SERA_BENCH_RACERS", "6"))
 RACE_RUNS = int(os.environ.get("SERA_BENCH_RACE_RUNS", "120"))
 WAITERS = int(os.environ.get("SERA_BENCH_WAITERS", "200"))
 IDLE = float(os.environ.get("SERA_BENCH_IDLE_SECONDS", "3"))
+FLEET = os.environ.get("SERA_BENCH_FLEET", "1") != "0"
+FLEET_SIZES = [int(n) for n in os.environ.get("SERA_BENCH_FLEET_SIZES", "100,300,1000").split(",") if n.strip()]
+FLEET_WORK_MS = os.environ.get("SERA_BENCH_FLEET_WORK_MS", "5")  # how long each command holds the lock
 TRUE = "/usr/bin/true" if os.path.exists("/usr/bin/true") else "/bin/true"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -108,16 +111,21 @@ def write_config(name, dsn, **keys):
 CFG_TCP = write_config("sera-tcp.json", DSN_TCP)
 CFG_UNIX = write_config("sera-unix.json", DSN_UNIX) if DSN_UNIX else None
 CFG_TLS = write_config("sera-tls.json", DSN_TLS, tls_ca=os.environ["TLS_CA"]) if DSN_TLS else None
+# Every waiter connected, blocked in GET_LOCK: as before the waiting room of
+# issue 15, and as the Go sera waits.
+CFG_NO_ROOM = write_config("sera-tcp-no-room.json", DSN_TCP, waiting_room=0)
 
 DEVNULL_OUT = [(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)]
 ERRLOG = os.path.join(WORK, "stderr.log")
 QUIET = DEVNULL_OUT + [(os.POSIX_SPAWN_OPEN, 2, ERRLOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)]
 
 
-def spawn(argv, env=None, actions=QUIET):
+def spawn(argv, env=None, actions=QUIET, group=None):
+    """Start argv; with group (0 for a new one), in that process group."""
     # Python ignores SIGPIPE, and an ignored signal survives exec: undo that.
+    extra = {} if group is None else {"setpgroup": group}
     return os.posix_spawn(argv[0], argv, env if env is not None else os.environ, file_actions=actions,
-                          setsigdef=(signal.SIGPIPE,))
+                          setsigdef=(signal.SIGPIPE,), **extra)
 
 
 def run(argv, env=None):
@@ -350,7 +358,10 @@ print()
 log(f"scale: {WAITERS} waiters")
 scale_file = os.path.join(WORK, "scale.stamps")
 go_file = os.path.join(WORK, "scale.go")
-holder = spawn([SERA, "--config", CFG_TCP, "120", STAMP, scale_file],
+# Waiters blocked in GET_LOCK, all connected: what each costs while it waits.
+# With the waiting room (issue 15) all but 16 would wait outside and wake now
+# and then to retry, by design; the fleet section below measures that.
+holder = spawn([SERA, "--config", CFG_NO_ROOM, "120", STAMP, scale_file],
                dict(os.environ, STAMP_ID="holder", STAMP_WAIT_FILE=go_file))
 deadline = time.time() + 10
 while not children(holder) and time.time() < deadline:
@@ -359,7 +370,8 @@ if not children(holder):
     failures.append("scale: the holder never started its command")
 waiters = []
 for i in range(WAITERS):
-    waiters.append(spawn([SERA, "--config", CFG_TCP, "120", STAMP, scale_file], dict(os.environ, STAMP_ID=f"w{i}")))
+    waiters.append(spawn([SERA, "--config", CFG_NO_ROOM, "120", STAMP, scale_file],
+                         dict(os.environ, STAMP_ID=f"w{i}")))
 waiting = 0
 deadline = time.time() + 30
 while time.time() < deadline:
@@ -394,7 +406,7 @@ if not once or any(c != 0 for c in scale_codes):
     failures.append(f"scale: {len(ids)} runs, {len(set(ids))} distinct, exit codes {sorted(set(scale_codes))}")
 if scale_overlaps:
     failures.append(f"scale: {scale_overlaps} runs overlapped (two holders at once!)")
-print(f"## Scale ({WAITERS} seras waiting on one lock, held by another sera)\n")
+print(f"## Scale ({WAITERS} seras waiting connected on one lock, the waiting room off, held by another sera)\n")
 print("| measure | value |")
 print("| --- | ---: |")
 print(f"| resident memory per waiter (VmRSS sum / {WAITERS}) | {rss_total / WAITERS:.0f} KiB |")
@@ -450,6 +462,164 @@ for label, (hwm, rss, anon) in peak.items():
 for label, (ns, sw) in running_cpu.items():
     print(f"| sera's CPU over 2 s while its command runs, {label} | {ns / 1e3:.0f} µs, {sw} context switches |")
 print()
+
+# ---------------------------------------------------------------------------
+# Fleet (issue 15): N seras started at once on one lock, as cron starts them
+# on N hosts at :00, with the waiting room (the default) and without it
+# ---------------------------------------------------------------------------
+FLEET_WAIT = "600"  # long enough that nobody gives up: every sera must run
+FLEET_TIMEOUT = 300  # a herd still running after this is killed, and fails
+# Sera's own connections, not the monitor's: the bench user is sera's user.
+COUNT_SERAS = ("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+               "WHERE USER = SUBSTRING_INDEX(USER(), '@', 1) AND ID <> CONNECTION_ID()")
+
+
+def open_monitor():
+    """One client session, kept open for the whole fleet run: sampling
+    through sql() would log in 50 times a second and count itself."""
+    argv = client_argv(DSN_TCP)
+    argv[0] = CLIENT
+    # --unbuffered: the client flushes each answer, so it can be read at once.
+    return subprocess.Popen(argv + ["-N", "-B", "--unbuffered"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=open(ERRLOG, "a"), text=True, bufsize=1)
+
+
+def ask(monitor, query):
+    """The first line of the answer to one query on the monitor session."""
+    monitor.stdin.write(query + ";\n")
+    monitor.stdin.flush()
+    line = monitor.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the monitoring client went away (see {ERRLOG})")
+    return line.strip()
+
+
+def logins(monitor):
+    # `Connections` counts every attempt to connect, refused ones included.
+    return int(ask(monitor, "SHOW GLOBAL STATUS LIKE 'Connections'").split()[-1])
+
+
+def sample_peak(monitor, stop, peak):
+    """Until stop is set, count sera's connections every 20 ms; keep the most."""
+    while not stop.is_set():
+        peak[0] = max(peak[0], int(ask(monitor, COUNT_SERAS)))
+        stop.wait(0.02)
+
+
+def run_herd(n, cfg, label, monitor):
+    """Start n seras at once on one lock, reap them all; the row's figures."""
+    stamps = os.path.join(WORK, f"fleet-{n}-{label}.stamps")
+    argv = [SERA, "--config", cfg, FLEET_WAIT, STAMP, stamps]
+    env = dict(os.environ, STAMP_SLEEP_MS=FLEET_WORK_MS)
+    before = logins(monitor)
+    stop, peak = threading.Event(), [0]
+    sampler = threading.Thread(target=sample_peak, args=(monitor, stop, peak))
+    sampler.start()
+    # The herd gets a process group of its own, so that a stuck herd, or an
+    # interrupted bench, can be killed in one call without a pid reused by
+    # someone else ever being hit.
+    spawned, pids, group, codes = {}, [], 0, []
+    try:
+        for i in range(n):
+            env["STAMP_ID"] = str(i)
+            spawned[str(i)] = time.time_ns()  # CLOCK_REALTIME, as the stamps
+            pids.append(spawn(argv, env, group=group))
+            group = group or pids[0]
+        t_spawned = time.time_ns()
+        watchdog = threading.Timer(FLEET_TIMEOUT, os.killpg, (group, signal.SIGKILL))
+        watchdog.daemon = True  # an interrupted bench must not wait for it
+        watchdog.start()
+        t_last = 0
+        for pid in pids:  # in spawn order; the last reap is the last exit
+            _, status = os.waitpid(pid, 0)
+            t_last = time.time_ns()
+            codes.append(os.waitstatus_to_exitcode(status))
+        watchdog.cancel()
+    except BaseException:
+        # Interrupted: leave no sera behind, and no zombie.
+        if group:
+            os.killpg(group, signal.SIGKILL)
+            for pid in pids[len(codes):]:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:  # reaped just before the interruption
+                    pass
+        raise
+    finally:
+        stop.set()
+        sampler.join()
+    after = logins(monitor)
+    rows = read_stamps(stamps)
+    t_first = spawned["0"]
+    total = (t_last - t_first) / 1e9
+    waits = [(start - spawned[i]) / 1e9 for i, start, _ in rows if i in spawned]
+    handoffs = [(b[1] - a[2]) / 1e6 for a, b in zip(rows, rows[1:])]
+    return {
+        "spawn": (t_spawned - t_first) / 1e9,
+        "peak": peak[0],
+        "logins": after - before,
+        "total": total,
+        "longest": max(waits, default=float("nan")),
+        "handoff50": pct(handoffs, 50),
+        "handoff90": pct(handoffs, 90),
+        "overlaps": overlaps(rows),
+        "ran": len({r[0] for r in rows}),
+        "runs": len(rows),
+        "bad_exits": sum(1 for c in codes if c != 0),
+    }
+
+
+if FLEET:
+    # SIGTERM, as SIGINT already does, unwinds through run_herd, which kills
+    # and reaps the herd on the way out: its own process group does not get
+    # the terminal's signals.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    fleet_t0 = time.time()
+    monitor = open_monitor()
+    max_connections = int(ask(monitor, "SELECT @@max_connections"))
+    fleet_rows = []
+    for n in FLEET_SIZES:
+        # Without the room, every sera of the herd may be connected at once.
+        if n + 10 > max_connections:
+            log(f"fleet: skipping {n} seras: max_connections is {max_connections}, "
+                f"and the herd without the room needs {n + 10}")
+            fleet_rows.append((n, None, None))
+            continue
+        for label, cfg in [("on", CFG_TCP), ("off", CFG_NO_ROOM)]:
+            log(f"fleet: {n} seras, waiting room {label}")
+            r = run_herd(n, cfg, f"room-{label}", monitor)
+            fleet_rows.append((n, label, r))
+            if r["overlaps"]:
+                failures.append(f"fleet {n}, room {label}: {r['overlaps']} runs overlapped (two holders at once!)")
+            if r["bad_exits"] or r["runs"] != n or r["ran"] != n:
+                failures.append(f"fleet {n}, room {label}: {r['runs']} runs of {r['ran']} distinct seras "
+                                f"for {n}, {r['bad_exits']} exits other than 0 (see {ERRLOG})")
+            # Let the server close the herd's sessions before the next one.
+            deadline = time.time() + 10
+            while int(ask(monitor, COUNT_SERAS)) > 0 and time.time() < deadline:
+                time.sleep(0.05)
+    monitor.stdin.close()
+    monitor.wait()
+    fleet_seconds = time.time() - fleet_t0
+    print(f"## Fleet (N seras started at once on one lock, each `sera {FLEET_WAIT} <stamp>` "
+          f"holding it {FLEET_WORK_MS} ms; the waiting room on (16 seats, the default) and off)\n")
+    print("| seras | room | peak sera connections | logins | logins/s | total time | longest wait "
+          "| hand-off p50 | hand-off p90 | overlaps | exits ≠ 0 |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n, label, r in fleet_rows:
+        if r is None:
+            print(f"| {n} | skipped: max_connections {max_connections} < {n + 10} | | | | | | | | | |")
+            continue
+        print(f"| {n} | {label} | {r['peak']} | {r['logins']} | {r['logins'] / r['total']:.0f} "
+              f"| {r['total']:.2f} s | {r['longest']:.2f} s | {r['handoff50']:.2f} ms | {r['handoff90']:.2f} ms "
+              f"| {r['overlaps']} | {r['bad_exits']} |")
+    print()
+    spreads = ", ".join(f"{n} in {r['spawn']:.2f} s" for n, label, r in fleet_rows if r and label == "on")
+    print(f"Peak: the most sera sessions in `information_schema.PROCESSLIST`, sampled every 20 ms on one "
+          f"session kept open. Logins: the server's `Connections` status (every attempt, refused ones "
+          f"too) over the herd; per second over its total time, first spawn to last exit. Longest wait: "
+          f"spawn to the command's start. Hand-off: a command's start minus the previous one's end. "
+          f"The harness spawned {spreads}. The fleet section took {fleet_seconds:.0f} s.\n")
 
 # ---------------------------------------------------------------------------
 # Budgets
