@@ -13,13 +13,15 @@
 #
 # Needs rustup's musl target, which this script adds when it is missing (Rust
 # ships musl and its start files with it). What else it needs is Debian's:
-# - x86_64: nothing more. The host's cc links, and for the full build
-#   compiles ring's C and assembly parts (cc-rs takes musl-gcc instead when
-#   musl-tools is installed; either gives a working static binary).
-# - aarch64: aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) links, and for the
-#   full build compiles ring's C parts, against the aarch64 C headers of
+# Both targets are linked by rust-lld, which comes with Rust.
+# - x86_64: nothing more. For the full build the host's cc compiles ring's C
+#   and assembly parts (cc-rs takes musl-gcc instead when musl-tools is
+#   installed; either gives a working static binary).
+# - aarch64: for the full build, aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)
+#   compiles ring's C parts, against the aarch64 C headers of
 #   libc6-dev-arm64-cross (ring needs only stdint.h and string.h from them;
-#   the binary links Rust's own musl, so no glibc code gets in).
+#   the binary links Rust's own musl, so no glibc code gets in). The small
+#   build needs neither.
 # - qemu-user-static (qemu-aarch64-static) runs an aarch64 binary on x86_64
 #   for the "runs" check; without it the check is skipped, and said so.
 # The linker settings live in .cargo/config.toml.
@@ -57,11 +59,11 @@ if [ "$target" != x86_64-unknown-linux-musl ]; then
   # no C library, since the link uses Rust's own musl.
   export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
   export AR_aarch64_unknown_linux_musl=${AR_aarch64_unknown_linux_musl:-aarch64-linux-gnu-ar}
-  if ! command -v "$CC_aarch64_unknown_linux_musl" >/dev/null; then
-    lacks+=(gcc-aarch64-linux-gnu)
-    [ -n "$small" ] || lacks+=(libc6-dev-arm64-cross)
-  elif [ -z "$small" ] &&
-       ! echo '#include <string.h>' | "$CC_aarch64_unknown_linux_musl" -E -x c - >/dev/null 2>&1; then
+  if [ -n "$small" ]; then
+    :  # no C to compile
+  elif ! command -v "$CC_aarch64_unknown_linux_musl" >/dev/null; then
+    lacks+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  elif ! echo '#include <string.h>' | "$CC_aarch64_unknown_linux_musl" -E -x c - >/dev/null 2>&1; then
     # Without them Debian's cross gcc falls back to the host's x86_64
     # headers and fails half-way through ring.
     lacks+=(libc6-dev-arm64-cross)
