@@ -553,9 +553,9 @@ config file (JSON):
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
-  $SERA_PASSWORD, if set, replaces its password. The tls_ files are for
-  tls=true; relative to the config's folder. Durations are Go's: 500ms, 5s,
-  2m, 1h30m.
+  $SERA_PASSWORD, if set and not empty, replaces its password (the command
+  does not see it). The tls_ files are for tls=true; relative to the
+  config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m.
 
 exit codes:
   the command's own   it ran; its exit status is passed through

@@ -364,6 +364,46 @@ fn scripted_server_caching_sha2_fast_auth_then_query() {
 }
 
 #[test]
+fn scripted_server_without_connection_attributes_gets_none() {
+    // An old or minimal server that does not offer CLIENT_CONNECT_ATTRS
+    // must get a login packet without them, or it would misread it.
+    let one = with_server(
+        |s| {
+            let caps = capabilities(true) - CapabilityFlags::CLIENT_CONNECT_ATTRS;
+            write_packet(
+                s,
+                0,
+                &greeting_with(10, "caching_sha2_password", &NONCE, caps),
+            );
+            let hello = read_hello(s);
+            assert!(
+                !hello
+                    .capabilities
+                    .contains(CapabilityFlags::CLIENT_CONNECT_ATTRS),
+                "attributes announced to a server without them"
+            );
+            assert!(hello.attributes.is_empty());
+            assert_eq!(
+                hello.user, b"u",
+                "the packet was read as the server reads it"
+            );
+            write_packet(s, 2, &[0x01, 0x03]);
+            write_packet(s, 3, &ok_packet());
+            assert_eq!(read_packet(s, 0), b"\x03SELECT 1");
+            send_result(s, hello.capabilities, &[b"\x011"]);
+            hold(s);
+        },
+        |port| -> Result<_, Error> {
+            let about = [("sera_lock", "nightly".to_string())];
+            let mut conn = Conn::connect_as(&dsn(port, ""), &about)?;
+            conn.query_row("SELECT 1", QUERY_TIMEOUT)
+        },
+    )
+    .unwrap();
+    assert_eq!(one, Some(vec![Some("1".to_string())]));
+}
+
+#[test]
 fn scripted_server_caching_sha2_full_auth_over_tcp() {
     let dir = TempDir::new();
     let key = dir.join("key.pem");
