@@ -143,6 +143,16 @@ impl Job {
         assert!(wait_until(LONG, || !self.probe_held()));
     }
 
+    /// The lock stays held, checked every 200 ms, for `long`.
+    fn assert_held_for(&self, server: &Server, long: Duration) {
+        let since = Instant::now();
+        while since.elapsed() < long {
+            let holder = server.sql(&self.lock_holder_sql());
+            assert_ne!(holder, "NULL", "lost after {:?}", since.elapsed());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn lock_holder_sql(&self) -> String {
         is_used_lock_sql(&self.command.join(" "))
     }
@@ -267,16 +277,7 @@ fn a_short_server_wait_timeout_never_frees_a_running_commands_lock() {
     let server = Server::start_with(&["--wait-timeout=2"]);
     let job = Job::new(Setup::new(&server.dsn()), &["sh", "-c", "WORKER; true"]);
     let sera = job.start(&["--check-interval", "5s"]);
-    let held = Instant::now();
-    while held.elapsed() < Duration::from_secs(4) {
-        assert_ne!(
-            server.sql(&job.lock_holder_sql()),
-            "NULL",
-            "lost after {:?}",
-            held.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    job.assert_held_for(&server, Duration::from_secs(4));
     job.finish();
     let out = Outcome::from(sera.wait_with_output().unwrap());
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -307,16 +308,8 @@ fn workers_of_a_sigkilled_sera_keep_the_lock_past_the_servers_wait_timeout() {
     let mut sera = job.start(&[]);
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
-    let killed = Instant::now();
-    while killed.elapsed() < Duration::from_secs(4) {
-        assert_ne!(
-            server.sql(&job.lock_holder_sql()),
-            "NULL",
-            "lost {:?} after sera was killed, while its worker ran",
-            killed.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Past the server's wait_timeout of 2 s, while the worker runs.
+    job.assert_held_for(&server, Duration::from_secs(4));
     job.finish();
     assert!(wait_until(LONG, || server.sql(&job.lock_holder_sql()) == "NULL"));
 }
