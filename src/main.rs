@@ -116,15 +116,15 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     }
     let asked = Instant::now();
     let keep_session = lock::keep_session_sql(&config.server.session_vars);
-    let held = match take_lock(
-        &mut conn,
-        &lock_name,
-        &args,
-        &settings,
-        keep_session.as_deref(),
+    let asking = Asking {
+        lock_name: &lock_name,
+        args: &args,
+        deadline: until,
+        settings: &settings,
+        setup: keep_session.as_deref(),
         reporter,
-        &connect,
-    )? {
+    };
+    let held = match take_lock(&mut conn, &asking, &connect)? {
         Turn::Ours(held) => held,
         Turn::Skip => {
             conn.quit();
@@ -173,7 +173,19 @@ enum Turn {
     Skip,
 }
 
-/// Take the lock, or one of its slots, waiting up to `<wait>` for it: first
+/// What `take_lock` needs to know about the run.
+struct Asking<'a> {
+    lock_name: &'a str,
+    args: &'a Args,
+    /// When `<wait>` is over.
+    deadline: Instant,
+    settings: &'a Settings,
+    /// Sent with every first try of a session: `lock::keep_session_sql`.
+    setup: Option<&'a str>,
+    reporter: &'a Reporter,
+}
+
+/// Take the lock, or one of its slots, waiting for it until `deadline`: first
 /// without waiting; then, with a seat in the waiting room, connected and
 /// blocked in the server; and while the room is full, from outside, hung up,
 /// trying again now and then on a new connection (`reconnect`). With
@@ -181,22 +193,26 @@ enum Turn {
 /// finish and skip.
 fn take_lock(
     conn: &mut Conn,
-    lock_name: &str,
-    args: &Args,
-    settings: &Settings,
-    setup: Option<&str>,
-    reporter: &Reporter,
+    asking: &Asking,
     reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
 ) -> Result<Turn, Failure> {
-    let deadline = Instant::now() + args.wait;
+    let Asking {
+        lock_name,
+        args,
+        deadline,
+        settings,
+        setup,
+        reporter,
+    } = *asking;
     let slots = settings.slots();
     let mut backoff = room::Backoff::default();
     let mut first = true;
+    let mut was_outside = false;
     loop {
         // Every try is on a new session, which needs the setup too.
         let (held, setup_failed) =
             lock::try_take(conn, lock_name, slots, setup).map_err(lock_failure)?;
-        if let Some(e) = setup_failed {
+        if let (Some(e), true) = (setup_failed, first) {
             reporter.warn(&format!(
                 "could not raise the lock session's wait_timeout: {e}; \
                  the server may end the session, and free the lock, if it idles"
@@ -238,7 +254,10 @@ fn take_lock(
             };
         }
         // The room is full: hang up, and try again later from outside.
-        reporter.progress("the waiting room is full: waiting outside, without a connection");
+        if !was_outside {
+            reporter.progress("the waiting room is full: waiting outside, without a connection");
+        }
+        was_outside = true;
         conn.quit();
         backoff.sleep(deadline);
         *conn = room::connect(reconnect, &mut backoff, deadline).map_err(lock_failure)?;
