@@ -44,7 +44,7 @@ const STOP_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHU
 /// what is left and gives up. Only a process in uninterruptible sleep (a
 /// hung NFS mount, a device that does not answer) or one sera may not
 /// signal (set-user-ID) outlives SIGKILL; waiting for it could be forever.
-const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(5);
+pub const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// Signals sera does not collect: those it cannot block, and the synchronous
 /// faults, which must keep killing sera itself if they ever happen.
@@ -301,9 +301,17 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
 /// `lifeline`.
 pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnError> {
     // The password is sera's, not the command's: nothing the command starts
-    // may find it in its environment. Taken out of sera's own environment,
-    // which the command inherits. That is safe only because sera never
-    // starts a thread: no one can be reading the environment meanwhile.
+    // may find it in its environment, nor in /proc/<sera>/environ, which
+    // shows the memory the environment started in. So its bytes are wiped
+    // there first, then it is taken out of the environment the command
+    // inherits. Safe only because sera never starts a thread: no one can be
+    // reading the environment meanwhile.
+    unsafe {
+        let value = libc::getenv(c"SERA_PASSWORD".as_ptr());
+        if !value.is_null() {
+            std::ptr::write_bytes(value, 0, libc::strlen(value));
+        }
+    }
     std::env::remove_var("SERA_PASSWORD");
     let (forwarded, mask) = block_signals();
     let argv: Vec<CString> = command
@@ -477,29 +485,25 @@ impl Child {
     }
 
     /// Stop the whole tree: SIGTERM to every process of it, SIGKILL to
-    /// whatever is left `kill_after` later, until nothing is. Returns the
-    /// processes that outlived SIGKILL for GIVE_UP_AFTER_KILL, if any.
-    pub fn stop(&mut self, kill_after: Duration) -> Vec<tree::Process> {
+    /// whatever is left `kill_after` later, until nothing is. Returns None
+    /// when the tree is gone; else what outlived SIGKILL for
+    /// GIVE_UP_AFTER_KILL, as far as /proc can name it (maybe nothing).
+    pub fn stop(&mut self, kill_after: Duration) -> Option<Vec<tree::Process>> {
         self.signal_tree(libc::SIGTERM);
         if self.wait_for_empty(kill_after) {
-            return Vec::new();
+            return None;
         }
         let give_up = Instant::now() + GIVE_UP_AFTER_KILL;
         loop {
             // Again and again: a process may have forked since the last round.
             self.signal_tree(libc::SIGKILL);
             if self.wait_for_empty(Duration::from_millis(100)) {
-                return Vec::new();
+                return None;
             }
             if Instant::now() >= give_up {
-                return tree::below_sera().unwrap_or_default();
+                return Some(tree::below_sera().unwrap_or_default());
             }
         }
-    }
-
-    /// What the command left running, for the message that says so.
-    pub fn leftovers(&self) -> Vec<tree::Process> {
-        tree::below_sera().unwrap_or_default()
     }
 
     fn wait_for_empty(&mut self, timeout: Duration) -> bool {

@@ -108,15 +108,17 @@ fn ask(
     setup: Option<&str>,
     wait: Duration,
 ) -> Result<(Option<String>, Option<Error>), Error> {
-    match setup {
-        Some(setup) => conn.send_query_pipelined(setup, sql)?,
-        None => conn.send_query(sql)?,
+    let mut setup_failed = None;
+    if let Some(setup) = setup {
+        conn.send_query_pipelined(setup, sql)?;
+        match conn.read_done(conn.reply_timeout()) {
+            Err(e @ Error::Server { .. }) => setup_failed = Some(e),
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+    } else {
+        conn.send_query(sql)?;
     }
-    let setup_failed = match setup.map(|_| conn.read_done(conn.reply_timeout())) {
-        Some(Err(e @ Error::Server { .. })) => Some(e),
-        Some(Err(e)) => return Err(e),
-        _ => None,
-    };
     let row = conn.read_row(wait + conn.reply_timeout())?;
     Ok((first_value(row), setup_failed))
 }
@@ -162,9 +164,7 @@ pub fn try_take(
             Err(Refused::Failed(e)) => Err(e),
         };
     }
-    let names = numbered(name, "", slots);
-    let (free, setup_failed) = try_each(conn, &names, setup)?;
-    Ok((free.map(|i| names[i].clone()), setup_failed))
+    try_each(conn, &numbered(name, "", slots), setup)
 }
 
 /// Wait up to `wait` for the lock, or with slots for any slot: Ok(the name
@@ -196,26 +196,38 @@ fn acquire_slot(
     let left = || deadline.saturating_duration_since(std::time::Instant::now());
     let (turnstile, slot_names) = (turnstile(name), numbered(name, "", slots));
     if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
-        return Ok(slot_names[slot].clone());
+        return Ok(slot);
     }
     acquire(conn, &turnstile, left(), None)?;
+    let taken = wait_in_line(conn, &slot_names, left);
+    // Let the next waiter up to the front, whatever happened here. (If
+    // this fails, the session is gone, and the turnstile with it.)
+    let _ = release(conn, &turnstile);
+    taken
+}
+
+/// First in line: wait on one slot at a time, for a beat each, and look at
+/// all of them again between beats.
+fn wait_in_line(
+    conn: &mut Conn,
+    slot_names: &[String],
+    left: impl Fn() -> Duration,
+) -> Result<String, Refused> {
     let mut next = 0;
-    let taken = loop {
-        if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
-            break Ok(slot);
+    loop {
+        if let (Some(slot), _) = try_each(conn, slot_names, None).map_err(Refused::Failed)? {
+            return Ok(slot);
         }
         if left().is_zero() {
-            break Err(Refused::TimedOut);
+            return Err(Refused::TimedOut);
         }
-        match acquire(conn, &slot_names[next], left().min(SLOT_BEAT), None) {
-            Ok(_) => break Ok(next),
-            Err(Refused::TimedOut) => next = (next + 1) % slot_names.len(),
-            Err(e) => break Err(e),
+        let slot = &slot_names[next % slot_names.len()];
+        match acquire(conn, slot, left().min(SLOT_BEAT), None) {
+            Ok(_) => return Ok(slot.clone()),
+            Err(Refused::TimedOut) => next += 1,
+            Err(e) => return Err(e),
         }
-    };
-    // Let the next waiter up to the front, whatever happened here.
-    release(conn, &turnstile).map_err(Refused::Failed)?;
-    taken.map(|slot| slot_names[slot].clone())
+    }
 }
 
 /// `RELEASE_LOCK(name)`.
@@ -225,12 +237,12 @@ pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
 }
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
-/// GET_LOCK that answers 1, so at most one lock is taken. Its index, if any.
+/// GET_LOCK that answers 1, so at most one lock is taken. Its name, if any.
 pub fn try_each(
     conn: &mut Conn,
     names: &[String],
     setup: Option<&str>,
-) -> Result<(Option<usize>, Option<Error>), Error> {
+) -> Result<(Option<String>, Option<Error>), Error> {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
@@ -238,7 +250,16 @@ pub fn try_each(
         .collect();
     let sql = format!("SELECT CASE {} END", cases.join(" "));
     let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
-    Ok((answer.and_then(|i| i.parse().ok()), setup_failed))
+    let Some(answer) = answer else {
+        return Ok((None, setup_failed));
+    };
+    match answer.parse::<usize>().ok().and_then(|i| names.get(i)) {
+        Some(name) => Ok((Some(name.clone()), setup_failed)),
+        None => Err(Error::Protocol(format!(
+            "the server answered {answer:?} to a choice of {} locks",
+            names.len()
+        ))),
+    }
 }
 
 /// Who holds a lock, as far as the server tells: the connection id always;

@@ -36,11 +36,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         Ok(Request::Run(args)) => (args, None),
         Ok(Request::Status { args, json }) => (args, Some(json)),
         Ok(Request::Help) => {
-            print!("{}", HELP);
+            say(HELP);
             return Ok(0);
         }
         Ok(Request::Version) => {
-            println!("{}", sera::version::line());
+            say(&format!("{}\n", sera::version::line()));
             return Ok(0);
         }
         Err(why) => {
@@ -118,6 +118,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let keep_session = lock::keep_session_sql(&config.server.session_vars);
     let asking = Asking {
         lock_name: &lock_name,
+        config: &config,
         args: &args,
         deadline: until,
         settings: &settings,
@@ -176,6 +177,8 @@ enum Turn {
 /// What `take_lock` needs to know about the run.
 struct Asking<'a> {
     lock_name: &'a str,
+    /// For the messages of a failed reconnection.
+    config: &'a Config,
     args: &'a Args,
     /// When `<wait>` is over.
     deadline: Instant,
@@ -198,6 +201,7 @@ fn take_lock(
 ) -> Result<Turn, Failure> {
     let Asking {
         lock_name,
+        config,
         args,
         deadline,
         settings,
@@ -238,18 +242,22 @@ fn take_lock(
         }
         first = false;
         if Instant::now() >= deadline {
-            return Err(timed_out(conn, lock_name, args));
+            return Err(timed_out(conn, lock_name, args, slots));
         }
         let seat =
             room::take_seat(conn, lock_name, settings.waiting_room()).map_err(lock_failure)?;
         if let Some(seat) = seat {
             let left = deadline.saturating_duration_since(Instant::now());
             let taken = lock::wait_take(conn, lock_name, slots, left);
-            room::leave(conn, &seat);
+            if let Err(e) = room::leave(conn, &seat) {
+                reporter.warn(&format!(
+                    "could not give back the waiting-room seat {seat}: {e}"
+                ));
+            }
             return match taken {
                 Ok(_) if args.wait_and_skip => Ok(Turn::Skip),
                 Ok(held) => Ok(Turn::Ours(held)),
-                Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, args)),
+                Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, args, slots)),
                 Err(Refused::Failed(e)) => Err(lock_failure(e)),
             };
         }
@@ -260,7 +268,8 @@ fn take_lock(
         was_outside = true;
         conn.quit();
         backoff.sleep(deadline);
-        *conn = room::connect(reconnect, &mut backoff, deadline).map_err(lock_failure)?;
+        *conn = room::connect(reconnect, &mut backoff, deadline)
+            .map_err(|e| connect_failure(config, e))?;
     }
 }
 
@@ -277,10 +286,9 @@ struct Watching<'a> {
 /// the tree was stopped because of it.
 fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
     let settings = w.settings;
-    let deadline = settings
-        .check_every()
-        .map_or(CHECK_DEADLINE, |every| every.min(CHECK_DEADLINE));
-    let mut lock_watch = lock::Watch::new(w.lock_name, deadline);
+    // Every check gets the full deadline for its answer, however short the
+    // interval: a short stall of the server is not a lost lock.
+    let mut lock_watch = lock::Watch::new(w.lock_name, CHECK_DEADLINE);
     let mut check_every = settings.check_every();
     loop {
         match child.wait(check_every) {
@@ -354,7 +362,7 @@ fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
 /// policy (a stop signal sera got turns `wait` into `term`). Returns true
 /// when the run is over.
 fn leftovers(child: &mut Child, w: &Watching) -> bool {
-    let left = match tree::list(&child.leftovers()) {
+    let left = match tree::list(&tree::below_sera().unwrap_or_default()) {
         list if list.is_empty() => "processes".to_string(),
         list => list,
     };
@@ -390,18 +398,26 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
 
 /// Stop the command's whole tree, and say so if part of it would not die.
 fn stop_tree(child: &mut Child, w: &Watching) {
-    let survivors = child.stop(w.settings.kill_after());
-    if !survivors.is_empty() {
-        w.reporter.warn(&format!(
-            "giving up on {}: still there 5 s after SIGKILL (stuck in the kernel, \
-             or not sera's to signal)",
-            tree::list(&survivors)
-        ));
-    }
+    let Some(survivors) = child.stop(w.settings.kill_after()) else {
+        return;
+    };
+    let who = match survivors.is_empty() {
+        true => "processes of the command's tree (without a usable /proc sera cannot name them)"
+            .to_string(),
+        false => tree::list(&survivors),
+    };
+    w.reporter.warn(&format!(
+        "giving up on {who}: still there {} s after SIGKILL (stuck in the kernel, \
+         or not sera's to signal)",
+        seconds(child::GIVE_UP_AFTER_KILL)
+    ));
 }
 
-fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args) -> Failure {
+fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args, slots: u32) -> Failure {
     let held_by = match lock::holder(conn, lock_name) {
+        _ if slots > 1 => {
+            format!("all {slots} slots were held (sera status --slots {slots} shows by whom)")
+        }
         Ok(Some(holder)) => format!("held by {}", holder.describe()),
         _ => "it was held by another session".into(),
     };
@@ -442,8 +458,8 @@ fn show_status(mut conn: Conn, lock_name: &str, slots: u32, json: bool) -> Resul
     }
     conn.quit();
     match (json, slots) {
-        (true, 1) | (false, _) => println!("{}", lines.join("\n")),
-        (true, _) => println!("{{\"slots\":[{}]}}", lines.join(",")),
+        (true, 1) | (false, _) => say(&format!("{}\n", lines.join("\n"))),
+        (true, _) => say(&format!("{{\"slots\":[{}]}}\n", lines.join(","))),
     }
     Ok(if held == names.len() { 1 } else { 0 })
 }
@@ -512,6 +528,13 @@ fn lock_failure(e: mysql::Error) -> Failure {
         ),
         _ => failure,
     }
+}
+
+/// Print on stdout. A reader that went away (`sera status | head -0`) is
+/// no reason to fail, and no reason for a panic's backtrace.
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// The command as one line, for logs; the lock name is the MD5 of this.

@@ -30,7 +30,7 @@ pub fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Option<Strin
     }
     let seat_names = lock::numbered(name, "room", seats);
     match lock::try_each(conn, &seat_names, None) {
-        Ok((free, _)) => Ok(free.map(|i| seat_names[i].clone())),
+        Ok((free, _)) => Ok(free),
         // A proxy that lets only a bare GET_LOCK through (Vitess) refuses
         // the seat query: there is no room there, wait connected as before.
         Err(Error::Server { .. }) => Ok(Some(String::new())),
@@ -39,9 +39,10 @@ pub fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Option<Strin
 }
 
 /// Give the seat back, so the next waiter outside can have it.
-pub fn leave(conn: &mut Conn, seat: &str) {
-    if !seat.is_empty() {
-        let _ = lock::release(conn, seat);
+pub fn leave(conn: &mut Conn, seat: &str) -> Result<(), Error> {
+    match seat.is_empty() {
+        true => Ok(()),
+        false => lock::release(conn, seat),
     }
 }
 
@@ -90,7 +91,10 @@ pub fn connect(
 ) -> Result<Conn, Error> {
     loop {
         match connect() {
-            Err(Error::Server { code: 1040, .. }) if backoff.sleep(deadline) => continue,
+            // After the last pause, cut at the deadline, one last try.
+            Err(Error::Server { code: 1040, .. }) if Instant::now() < deadline => {
+                backoff.sleep(deadline);
+            }
             result => return result,
         }
     }

@@ -118,7 +118,10 @@ fn invalid_json_names_the_line_the_column_and_the_mistake() {
 fn sera_password_never_reaches_the_command() {
     let server = Server::shared();
     let s = Setup::new(&format!("sera@tcp(127.0.0.1:{})/", server.port()));
-    let script = "echo \"${SERA_PASSWORD-unset}\"; env | grep -c '^SERA_PASSWORD=' || true";
+    // Not in its environment, and not in sera's own /proc environ either,
+    // which shows the memory sera's environment started in.
+    let script = "echo \"${SERA_PASSWORD-unset}\"; env | grep -c '^SERA_PASSWORD=' || true; \
+                  tr '\\0' '\\n' < /proc/$PPID/environ | grep -c sera-pass || true";
     let out = Outcome::from(
         s.command(&["1", "sh", "-c", script])
             .env("SERA_PASSWORD", "sera-pass")
@@ -126,7 +129,7 @@ fn sera_password_never_reaches_the_command() {
             .unwrap(),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "unset\n0\n");
+    assert_eq!(out.stdout, "unset\n0\n0\n");
 }
 
 #[test]

@@ -314,6 +314,39 @@ fn workers_of_a_sigkilled_sera_keep_the_lock_past_the_servers_wait_timeout() {
     assert!(wait_until(LONG, || server.sql(&job.lock_holder_sql()) == "NULL"));
 }
 
+#[test]
+fn without_proc_what_cannot_be_stopped_is_said() {
+    // With no /proc to find the tree in, sera cannot stop what the command
+    // left; it must say so, not claim success.
+    let job = background_job();
+    let mut args = vec!["--orphans", "term", "--kill-after", "1s"];
+    args.extend(job.args("5"));
+    let script = format!(
+        "umount /proc && exec {} --config {} \"$@\"",
+        env!("CARGO_BIN_EXE_sera"),
+        job.setup.config.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script, "sh"])
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = Outcome::from(out);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("sera: warning: giving up on processes of the command's tree"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        job.probe_held(),
+        "the worker was stopped after all: the test proves nothing"
+    );
+    job.finish();
+}
+
 /// sera as PID 1 of a new PID namespace, as in a container: returns the
 /// `unshare` process and sera's pid as seen from here.
 fn start_as_pid_1(setup: &Setup, args: &[&str]) -> (Child, u32) {
