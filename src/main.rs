@@ -125,8 +125,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         setup: keep_session.as_deref(),
         reporter,
     };
-    let held = match take_lock(&mut conn, &asking, &connect)? {
-        Turn::Ours(held) => held,
+    let (held, seat) = match take_lock(&mut conn, &asking, &connect)? {
+        Turn::Ours(held, seat) => (held, seat),
         Turn::Skip => {
             conn.quit();
             reporter.event("skipped: another run held the lock and has finished");
@@ -145,6 +145,12 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     // 5. Spawn, with every signal sera forwards blocked from here on.
     let mut child =
         child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
+    // Only now, so that the round trip does not delay the command's start.
+    if let Err(e) = room::leave(&mut conn, &seat) {
+        reporter.warn(&format!(
+            "could not give back the waiting-room seat {seat}: {e}"
+        ));
+    }
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -168,8 +174,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 /// Whose turn it is once the lock step is over.
 enum Turn {
     /// The lock is ours (this one: a semaphore's slot has a name of its
-    /// own): run the command.
-    Ours(String),
+    /// own): run the command, then give back the waiting-room seat (if one
+    /// was taken; "" if not).
+    Ours(String, String),
     /// `--wait-and-skip`: someone else ran it and has finished.
     Skip,
 }
@@ -226,7 +233,7 @@ fn take_lock(
             // With --wait-and-skip, a lock free on a later try means the
             // run we waited for is over.
             Some(_) if args.wait_and_skip && !first => return Ok(Turn::Skip),
-            Some(held) => return Ok(Turn::Ours(held)),
+            Some(held) => return Ok(Turn::Ours(held, String::new())),
             None => {}
         }
         if first {
@@ -248,15 +255,10 @@ fn take_lock(
             room::take_seat(conn, lock_name, settings.waiting_room()).map_err(lock_failure)?;
         if let Some(seat) = seat {
             let left = deadline.saturating_duration_since(Instant::now());
-            let taken = lock::wait_take(conn, lock_name, slots, left);
-            if let Err(e) = room::leave(conn, &seat) {
-                reporter.warn(&format!(
-                    "could not give back the waiting-room seat {seat}: {e}"
-                ));
-            }
-            return match taken {
+            // On every way out but Ours the session ends, and the seat with it.
+            return match lock::wait_take(conn, lock_name, slots, left) {
                 Ok(_) if args.wait_and_skip => Ok(Turn::Skip),
-                Ok(held) => Ok(Turn::Ours(held)),
+                Ok(held) => Ok(Turn::Ours(held, seat)),
                 Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, args, slots)),
                 Err(Refused::Failed(e)) => Err(lock_failure(e)),
             };
