@@ -255,7 +255,7 @@ mod tests {
             expected.set(key, value).unwrap();
         }
         assert_eq!(a.settings, expected);
-        // Only the four settings become flags this way.
+        // Only the settings become flags this way.
         assert!(run(&["--server", "x", "1", "x"]).is_err());
     }
 }

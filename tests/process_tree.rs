@@ -156,6 +156,21 @@ impl Job {
     fn lock_holder_sql(&self) -> String {
         is_used_lock_sql(&self.command.join(" "))
     }
+
+    /// How many sessions wait in GET_LOCK for this job's lock (sera sends
+    /// the name hex-encoded, and LIKE here ignores case).
+    fn waiters_sql(&self) -> String {
+        let line: String = self
+            .command
+            .join(" ")
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE STATE = 'User lock' AND INFO LIKE CONCAT('%', HEX(MD5(X'{line}')), '%')"
+        )
+    }
 }
 
 /// The shapes of job the issue names, each with a worker below the command.
@@ -380,8 +395,10 @@ fn as_pid_1_sigterm_stops_sera_while_it_waits_for_the_lock() {
     let job = Job::new(Setup::new(&shared_dsn()), &["sh", "-c", "WORKER; true"]);
     let holder = job.start(&[]);
     let (waiter, sera) = start_as_pid_1(&job.setup, &job.args("30"));
-    // Waiting in GET_LOCK: the lock is still the holder's.
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(LONG, || Server::shared().sql(&job.waiters_sql()) == "1"),
+        "sera as PID 1 never waited in GET_LOCK"
+    );
     unsafe { libc::kill(sera as i32, libc::SIGTERM) };
     let asked = Instant::now();
     let out = Outcome::from(waiter.wait_with_output().unwrap());
@@ -399,14 +416,8 @@ fn as_pid_1_sigterm_stops_sera_while_it_waits_for_the_lock() {
 #[test]
 fn as_pid_1_sigterm_stops_the_command_and_reaps_its_whole_tree() {
     let job = Job::new(Setup::new(&shared_dsn()), &["sh", "-c", "WORKER; true"]);
-    let (unshare, sera) = start_as_pid_1(
-        &job.setup,
-        &["--kill-after", "1s", "5"]
-            .iter()
-            .copied()
-            .chain(job.command.iter().map(String::as_str))
-            .collect::<Vec<_>>(),
-    );
+    let args = [&["--kill-after", "1s"][..], &job.args("5")].concat();
+    let (unshare, sera) = start_as_pid_1(&job.setup, &args);
     assert!(
         wait_until(LONG, || job.worker_pids().len() == 1),
         "the worker never started"
