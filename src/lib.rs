@@ -7,6 +7,7 @@ pub mod child;
 pub mod config;
 pub mod dsn;
 pub mod duration;
+pub mod failure;
 mod json_error;
 pub mod lock;
 pub mod md5;
@@ -15,8 +16,10 @@ pub mod report;
 pub mod room;
 mod server_key;
 pub mod settings;
+pub mod status;
 pub mod syslog;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tree;
 pub mod version;
+pub mod watch;

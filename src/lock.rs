@@ -31,11 +31,11 @@ pub fn name(command: &[OsString]) -> String {
 /// A lock name as SQL. The name may be the user's own text (`--name`), so it
 /// is sent hex-encoded, never pasted in; the conversion to utf8mb4 makes it
 /// the very lock an application takes with `GET_LOCK('NAME', ...)`.
-fn sql_name(name: &str) -> String {
+pub(crate) fn sql_name(name: &str) -> String {
     format!("CONVERT(X'{}' USING utf8mb4)", hex(name.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -262,79 +262,6 @@ pub fn try_each(
     }
 }
 
-/// Who holds a lock, as far as the server tells: the connection id always;
-/// user and client address where PROCESSLIST shows the holder's session
-/// (the same user, or the PROCESS privilege); and what a sera says of itself
-/// in its connection attributes where `performance_schema` is on and
-/// readable. Each is None when unknown, and nothing is guessed.
-#[derive(Debug, Default)]
-pub struct Holder {
-    pub connection_id: String,
-    /// `user@client`, as PROCESSLIST says.
-    pub account: Option<String>,
-    pub host: Option<String>,
-    pub pid: Option<String>,
-    /// The holder's program: the command a sera runs, or a client's name.
-    pub program: Option<String>,
-    /// When the holder connected (server time), and how many seconds ago.
-    /// Not when it took the lock: the server does not say that.
-    pub connected_at: Option<String>,
-    pub connected_seconds_ago: Option<String>,
-    /// Other sessions waiting in GET_LOCK for this lock, where PROCESSLIST
-    /// shows them.
-    pub waiting: Option<String>,
-}
-
-/// Look the lock up: Ok(None) when it is free.
-pub fn holder(conn: &mut Conn, name: &str) -> Result<Option<Holder>, Error> {
-    let timeout = conn.reply_timeout();
-    let row = conn.query_row(&format!("SELECT IS_USED_LOCK({})", sql_name(name)), timeout)?;
-    let Some(id) = first_value(row) else {
-        return Ok(None);
-    };
-    if !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Protocol(format!("IS_USED_LOCK returned {id:?}")));
-    }
-    let mut holder = Holder {
-        connection_id: id.clone(),
-        ..Holder::default()
-    };
-    // Every query below may be refused (privileges, performance_schema off
-    // or absent): then that part stays unknown.
-    let who = format!(
-        "SELECT CONCAT(USER, '@', HOST), \
-         (SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-          WHERE ID <> {id} AND ID <> CONNECTION_ID() AND INFO LIKE '%GET_LOCK(CONVERT(X''{hex}''%') \
-         FROM information_schema.PROCESSLIST WHERE ID = {id}",
-        hex = hex(name.as_bytes())
-    );
-    if let Ok(Some(row)) = conn.query_row(&who, timeout) {
-        let mut values = row.into_iter();
-        holder.account = values.next().flatten();
-        holder.waiting = values.next().flatten();
-    }
-    let attribute = |name: &str| format!("MAX(IF(ATTR_NAME = '{name}', ATTR_VALUE, NULL))");
-    let connected = format!("CAST({} AS SIGNED)", attribute("sera_connected_at"));
-    let attributes = format!(
-        "SELECT {}, {}, COALESCE({}, {}), FROM_UNIXTIME({connected}), \
-         UNIX_TIMESTAMP() - {connected} \
-         FROM performance_schema.session_connect_attrs WHERE PROCESSLIST_ID = {id}",
-        attribute("sera_host"),
-        attribute("_pid"),
-        attribute("sera_command"),
-        attribute("program_name"),
-    );
-    if let Ok(Some(row)) = conn.query_row(&attributes, timeout) {
-        let mut values = row.into_iter();
-        holder.host = values.next().flatten();
-        holder.pid = values.next().flatten();
-        holder.program = values.next().flatten();
-        holder.connected_at = values.next().flatten();
-        holder.connected_seconds_ago = values.next().flatten();
-    }
-    Ok(Some(holder))
-}
-
 /// What a sera tells the server about itself at login, as connection
 /// attributes, for `holder` to read back: its host, the command's program
 /// (never its arguments, which may hold secrets), the lock, and when it
@@ -364,84 +291,6 @@ fn host_name() -> String {
     match ok {
         true => String::from_utf8_lossy(&buf[..end]).into_owned(),
         false => String::new(),
-    }
-}
-
-/// `sera status --json`: one object, for monitoring scripts. Numbers are
-/// numbers; what is unknown is left out.
-pub fn status_json(lock_name: &str, holder: Option<&Holder>) -> String {
-    let mut out = format!(
-        "{{\"lock\":{},\"held\":{}",
-        json_string(lock_name),
-        holder.is_some()
-    );
-    if let Some(h) = holder {
-        let fields = [
-            ("connection_id", Some(&h.connection_id)),
-            ("account", h.account.as_ref()),
-            ("host", h.host.as_ref()),
-            ("pid", h.pid.as_ref()),
-            ("program", h.program.as_ref()),
-            ("connected_at", h.connected_at.as_ref()),
-            ("connected_seconds_ago", h.connected_seconds_ago.as_ref()),
-        ];
-        let known: Vec<String> = fields
-            .iter()
-            .filter_map(|(key, value)| Some(format!("\"{key}\":{}", json_value(value.as_ref()?))))
-            .collect();
-        out += &format!(",\"holder\":{{{}}}", known.join(","));
-        if let Some(waiting) = &h.waiting {
-            out += &format!(",\"waiting\":{}", json_value(waiting));
-        }
-    }
-    out + "}"
-}
-
-fn json_value(text: &str) -> String {
-    match text.parse::<u64>() {
-        Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => n.to_string(),
-        _ => json_string(text),
-    }
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out += "\\\"",
-            '\\' => out += "\\\\",
-            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
-            c => out.push(c),
-        }
-    }
-    out + "\""
-}
-
-impl Holder {
-    /// One line: `connection 42 (sera@10.0.0.5:50312): web-3, pid 1234,
-    /// backup.sh, connected at 2026-11-30 14:20:01 (125 s ago)`.
-    pub fn describe(&self) -> String {
-        let mut line = format!("connection {}", self.connection_id);
-        if let Some(account) = &self.account {
-            line += &format!(" ({account})");
-        }
-        let mut about = Vec::new();
-        if let Some(host) = &self.host {
-            about.push(format!("host {host}"));
-        }
-        if let Some(pid) = &self.pid {
-            about.push(format!("pid {pid}"));
-        }
-        if let Some(program) = &self.program {
-            about.push(format!("running {program}"));
-        }
-        if let (Some(at), Some(ago)) = (&self.connected_at, &self.connected_seconds_ago) {
-            about.push(format!("connected at {at} server time ({ago} s ago)"));
-        }
-        if !about.is_empty() {
-            line += &format!(": {}", about.join(", "));
-        }
-        line
     }
 }
 
@@ -516,7 +365,7 @@ impl Watch {
     }
 }
 
-fn first_value(row: Option<Vec<Option<String>>>) -> Option<String> {
+pub(crate) fn first_value(row: Option<Vec<Option<String>>>) -> Option<String> {
     row?.into_iter().next()?
 }
 

@@ -43,6 +43,16 @@ const MAX_PAYLOAD: usize = 0xFF_FFFF;
 const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
 
+/// The server's error codes that sera acts on.
+/// "Too many connections": waited out, then hinted at.
+pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+/// "Access denied": a wrong user or password, or TLS the server requires.
+pub const ACCESS_DENIED: u16 = 1045;
+/// "Unknown database": the DSN names a database that does not exist.
+pub const UNKNOWN_DATABASE: u16 = 1049;
+/// "This version does not yet support": some Galera builds, for GET_LOCK.
+pub const NOT_SUPPORTED_YET: u16 = 1235;
+
 /// Why a conversation with the server failed.
 #[derive(Debug)]
 pub enum Error {

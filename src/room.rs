@@ -1,5 +1,5 @@
-//! The waiting room: how a herd of seras waits for one lock without taking
-//! the server down.
+//! Waiting for the lock: the whole protocol of a waiter (`take_lock`), and
+//! the waiting room that keeps a herd of seras from taking the server down.
 //!
 //! A sera waiting in GET_LOCK holds a connection for its whole wait. A fleet
 //! whose cron fires at :00 on every host would hold one per host, and past
@@ -13,8 +13,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lock;
-use crate::mysql::{Conn, Error};
+use crate::args::Args;
+use crate::duration::seconds;
+use crate::lock::{self, Refused};
+use crate::mysql::{self, Conn, Error};
+use crate::report::Reporter;
+use crate::settings::Settings;
+use crate::status::{self, Holder};
 
 /// The first retry comes after about this long (jittered by half either
 /// way), each next one after twice as long, up to CEILING.
@@ -39,10 +44,10 @@ pub fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Option<Strin
 }
 
 /// Give the seat back, so the next waiter outside can have it.
-pub fn leave(conn: &mut Conn, seat: &str) -> Result<(), Error> {
-    match seat.is_empty() {
-        true => Ok(()),
-        false => lock::release(conn, seat),
+pub fn leave(conn: &mut Conn, seat: Option<&str>) -> Result<(), Error> {
+    match seat {
+        None => Ok(()),
+        Some(seat) => lock::release(conn, seat),
     }
 }
 
@@ -92,10 +97,135 @@ pub fn connect(
     loop {
         match connect() {
             // After the last pause, cut at the deadline, one last try.
-            Err(Error::Server { code: 1040, .. }) if Instant::now() < deadline => {
+            Err(Error::Server {
+                code: mysql::TOO_MANY_CONNECTIONS,
+                ..
+            }) if Instant::now() < deadline => {
                 backoff.sleep(deadline);
             }
             result => return result,
         }
     }
+}
+
+/// Whose turn it is once the lock step is over.
+pub enum Turn {
+    /// The lock is ours (`held`: a semaphore's slot has a name of its own):
+    /// run the command, then give back the waiting-room seat, if one was
+    /// taken.
+    Ours { held: String, seat: Option<String> },
+    /// `--wait-and-skip`: someone else ran it and has finished.
+    Skip,
+}
+
+/// Why the wait ended without the lock.
+pub enum NoTurn {
+    /// `<wait>` is over. `holder`: who held the plain lock, as far as the
+    /// server said (a semaphore's slots are not looked up).
+    TimedOut { holder: Option<Box<Holder>> },
+    /// The server refused the lock, or the link failed.
+    LockFailed(Error),
+    /// Reconnecting from outside the room failed.
+    ConnectFailed(Error),
+}
+
+/// What `take_lock` needs to know about the run.
+pub struct Asking<'a> {
+    pub lock_name: &'a str,
+    pub args: &'a Args,
+    /// When `<wait>` is over.
+    pub deadline: Instant,
+    pub settings: &'a Settings,
+    /// Sent with every first try of a session: `lock::keep_session_sql`.
+    pub setup: Option<&'a str>,
+    pub reporter: &'a Reporter,
+}
+
+/// Take the lock, or one of its slots, waiting for it until `deadline`: first
+/// without waiting; then, with a seat in the waiting room, connected and
+/// blocked in the server; and while the room is full, from outside, hung up,
+/// trying again now and then on a new connection (`reconnect`). With
+/// `--wait-and-skip` only the first to ask runs; the others wait for it to
+/// finish and skip.
+pub fn take_lock(
+    conn: &mut Conn,
+    asking: &Asking,
+    reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
+) -> Result<Turn, NoTurn> {
+    let Asking {
+        lock_name,
+        args,
+        deadline,
+        settings,
+        setup,
+        reporter,
+    } = *asking;
+    let slots = settings.slots();
+    let mut backoff = Backoff::default();
+    let mut first = true;
+    let mut was_outside = false;
+    loop {
+        // Every try is on a new session, which needs the setup too.
+        let (held, setup_failed) =
+            lock::try_take(conn, lock_name, slots, setup).map_err(NoTurn::LockFailed)?;
+        if let (Some(e), true) = (setup_failed, first) {
+            reporter.warn(&format!(
+                "could not raise the lock session's wait_timeout: {e}; \
+                 the server may end the session, and free the lock, if it idles"
+            ));
+        }
+        match held {
+            // With --wait-and-skip, a lock free on a later try means the
+            // run we waited for is over.
+            Some(_) if args.wait_and_skip && !first => return Ok(Turn::Skip),
+            Some(held) => return Ok(Turn::Ours { held, seat: None }),
+            None => {}
+        }
+        if first {
+            reporter.progress(&match args.wait_and_skip {
+                true => {
+                    "someone else has the lock: waiting for them, then skipping the command".into()
+                }
+                false => format!(
+                    "waiting up to {} s for the lock {lock_name}",
+                    seconds(args.wait)
+                ),
+            });
+        }
+        first = false;
+        if Instant::now() >= deadline {
+            return Err(timed_out(conn, lock_name, slots));
+        }
+        let seat =
+            take_seat(conn, lock_name, settings.waiting_room()).map_err(NoTurn::LockFailed)?;
+        if let Some(seat) = seat {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let seat = (!seat.is_empty()).then_some(seat);
+            // On every way out but Ours the session ends, and the seat with it.
+            return match lock::wait_take(conn, lock_name, slots, left) {
+                Ok(_) if args.wait_and_skip => Ok(Turn::Skip),
+                Ok(held) => Ok(Turn::Ours { held, seat }),
+                Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, slots)),
+                Err(Refused::Failed(e)) => Err(NoTurn::LockFailed(e)),
+            };
+        }
+        // The room is full: hang up, and try again later from outside.
+        if !was_outside {
+            reporter.progress("the waiting room is full: waiting outside, without a connection");
+        }
+        was_outside = true;
+        conn.quit();
+        backoff.sleep(deadline);
+        *conn = connect(reconnect, &mut backoff, deadline).map_err(NoTurn::ConnectFailed)?;
+    }
+}
+
+/// The wait is over: who held the lock, for the message. Only the plain
+/// lock has one holder to name.
+fn timed_out(conn: &mut Conn, lock_name: &str, slots: u32) -> NoTurn {
+    let holder = match slots {
+        1 => status::holder(conn, lock_name).ok().flatten().map(Box::new),
+        _ => None,
+    };
+    NoTurn::TimedOut { holder }
 }
