@@ -16,6 +16,7 @@ pub mod report;
 pub mod room;
 mod server_key;
 pub mod settings;
+mod sql;
 pub mod status;
 pub mod syslog;
 #[cfg(feature = "tls")]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::md5;
 use crate::mysql::{Conn, Error};
+use crate::sql;
 
 /// The lock name: hex MD5 of the command and its arguments joined with single
 /// spaces, byte for byte as the Go sera computes it, so the two tools exclude
@@ -29,14 +30,9 @@ pub fn name(command: &[OsString]) -> String {
 }
 
 /// A lock name as SQL. The name may be the user's own text (`--name`), so it
-/// is sent hex-encoded, never pasted in; the conversion to utf8mb4 makes it
-/// the very lock an application takes with `GET_LOCK('NAME', ...)`.
+/// goes through `sql::text`, never pasted in.
 pub(crate) fn sql_name(name: &str) -> String {
-    format!("CONVERT(X'{}' USING utf8mb4)", hex(name.as_bytes()))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sql::text(name)
 }
 
 /// Why the server would not give us the lock.

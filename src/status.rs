@@ -5,6 +5,7 @@
 use crate::lock;
 use crate::mysql::{Conn, Error};
 use crate::report::{exit, say, Failure};
+use crate::sql;
 
 /// `sera status`: whether the lock is free (exit 0) or held (exit 1), and
 /// by whom, on stdout, as lines or as one JSON object. For a semaphore, every
@@ -89,9 +90,10 @@ pub fn holder(conn: &mut Conn, name: &str) -> Result<Option<Holder>, Error> {
     let who = format!(
         "SELECT CONCAT(USER, '@', HOST), \
          (SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-          WHERE ID <> {id} AND ID <> CONNECTION_ID() AND INFO LIKE '%GET_LOCK(CONVERT(X''{hex}''%') \
+          WHERE ID <> {id} AND ID <> CONNECTION_ID() AND INFO LIKE {waiting_for}) \
          FROM information_schema.PROCESSLIST WHERE ID = {id}",
-        hex = lock::hex(name.as_bytes())
+        // The statement a waiter sends, as `lock::acquire` writes it.
+        waiting_for = sql::literal(&format!("%GET_LOCK({},%", lock::sql_name(name)))
     );
     if let Ok(Some(row)) = conn.query_row(&who, timeout) {
         let mut values = row.into_iter();
