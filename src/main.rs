@@ -12,9 +12,9 @@ use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
 use sera::lock;
-use sera::mysql::{self, Conn};
+use sera::mysql::Conn;
 use sera::report::{exit, say, Failure, Reporter};
-use sera::room::{self, Asking, Turn};
+use sera::room::{self, Asking, Connector, Turn};
 use sera::settings::Settings;
 use sera::status;
 use sera::watch::{self, Watching};
@@ -56,14 +56,16 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let deadline = Instant::now() + args.wait;
     let about = lock::introduction(&plan.lock_name, status.is_none().then(|| &args.command[0]));
     let connect = || Conn::connect_as(&plan.config.server, &about);
-    let mut conn = connect_within(&connect, &plan.config, deadline, reporter)?;
+    let mut connector = room::Connector::new(&connect, deadline);
+    let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
     // `sera status` stops here: it only looks.
     if let Some(json) = status {
         return status::show_status(conn, &plan.lock_name, plan.settings.slots(), json);
     }
 
     // 4. Lock, or wait for whoever holds it.
-    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &connect, reporter)? {
+    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)?
+    {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
     };
@@ -153,12 +155,12 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
 
 /// Step 3: the run's one connection.
 fn connect_within(
-    connect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    connector: &mut Connector,
     config: &Config,
-    deadline: Instant,
     reporter: &Reporter,
 ) -> Result<Conn, Failure> {
-    let conn = room::connect(connect, &mut room::Backoff::default(), deadline)
+    let conn = connector
+        .connect()
         .map_err(|e| connect_failure(config, e))?;
     reporter.progress(&format!(
         "connected to {} ({}) as connection {}",
@@ -178,7 +180,7 @@ fn take_lock(
     plan: &Plan,
     args: &Args,
     deadline: Instant,
-    reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    connector: &mut Connector,
     reporter: &Reporter,
 ) -> Result<Turn, Failure> {
     let dsn_wait_timeout = plan.config.server.session_var("wait_timeout");
@@ -195,10 +197,10 @@ fn take_lock(
         args,
         deadline,
         settings: &plan.settings,
-        setup: keep_session.as_deref(),
+        keep_session: keep_session.as_deref(),
         reporter,
     };
-    let turn = room::take_lock(conn, &asking, reconnect)
+    let turn = room::take_lock(conn, &asking, connector)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
     if let Turn::Ours { held, .. } = &turn {
         reporter.event(&format!(
