@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
+use crate::dsn::Dsn;
 use crate::duration::left;
 use crate::md5;
 use crate::mysql::{Conn, Error};
@@ -54,14 +55,10 @@ const LONGEST_IDLE_SECONDS: u32 = 31_536_000;
 /// whose lifeline still lives in the command's tree would all otherwise let
 /// the server free a running command's lock. Variables the DSN sets itself
 /// are the user's choice and stay as they are.
-pub fn keep_session_sql(dsn_vars: &[(String, String)]) -> Option<String> {
+pub fn keep_session_sql(dsn: &Dsn) -> Option<String> {
     let raised: Vec<String> = ["wait_timeout", "interactive_timeout"]
         .iter()
-        .filter(|var| {
-            !dsn_vars
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case(var))
-        })
+        .filter(|var| dsn.session_var(var).is_none())
         .map(|var| format!("{var}={LONGEST_IDLE_SECONDS}"))
         .collect();
     (!raised.is_empty()).then(|| format!("SET SESSION {}", raised.join(", ")))

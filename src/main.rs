@@ -191,7 +191,7 @@ fn take_lock(
         reporter.warn(&warning);
     }
     let asked = Instant::now();
-    let keep_session = lock::keep_session_sql(&plan.config.server.session_vars);
+    let keep_session = lock::keep_session_sql(&plan.config.server);
     let asking = Asking {
         lock_name: &plan.lock_name,
         args,

@@ -23,46 +23,47 @@ pub struct Watching<'a> {
 /// Wait for the command and for whatever it leaves behind, checking now and
 /// then that the lock is still ours. Returns true when the lock was lost and
 /// the tree was stopped because of it.
-pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
-    let settings = w.settings;
+pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> bool {
+    let settings = watching.settings;
     // Every check gets the full deadline for its answer, however short the
     // interval: a short stall of the server is not a lost lock.
-    let mut lock_watch = lock::Watch::new(w.lock_name, CHECK_DEADLINE);
+    let mut lock_watch = lock::Watch::new(watching.lock_name, CHECK_DEADLINE);
     let mut check_every = settings.check_every();
     loop {
         match child.wait(check_every) {
             Wake::Timeout => {}
             Wake::CommandExited => {
-                w.reporter.event(&format!(
+                watching.reporter.event(&format!(
                     "the command {} after {} s",
                     child::describe(child.status.unwrap_or(0)),
-                    tenths(w.started.elapsed())
+                    tenths(watching.started.elapsed())
                 ));
-                if child.tree_empty || leftovers(child, w) {
+                if child.tree_empty || leftovers(child, watching) {
                     return false;
                 }
                 continue;
             }
             Wake::TreeEmpty => {
-                w.reporter
+                watching
+                    .reporter
                     .progress("the last process the command left has exited");
                 return false;
             }
             Wake::StopAsked => {
-                w.reporter.event(&format!(
+                watching.reporter.event(&format!(
                     "got signal {} while waiting for what the command left: \
                      stopping it (SIGTERM, then SIGKILL after {} s)",
                     child.stop_signal.unwrap_or(0),
                     seconds(settings.kill_after())
                 ));
-                stop_tree(child, w);
+                stop_tree(child, watching);
                 return false;
             }
         }
         let why = match lock_watch.check(conn) {
             Check::Ours => continue,
             Check::Uncertain => {
-                w.reporter.progress(&format!(
+                watching.reporter.progress(&format!(
                     "no answer to lock check {} of {}",
                     lock_watch.unanswered,
                     lock::MAX_UNANSWERED
@@ -71,10 +72,10 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
             }
             Check::Lost(why) => why,
         };
-        let ran = tenths(w.started.elapsed());
+        let ran = tenths(watching.started.elapsed());
         match settings.on_lost() {
             OnLost::Term => {
-                w.reporter.fail(&Failure::new(
+                watching.reporter.fail(&Failure::new(
                     exit::LOCK_LOST,
                     "lost the lock",
                     format!(
@@ -83,11 +84,11 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                         seconds(settings.kill_after())
                     ),
                 ));
-                stop_tree(child, w);
+                stop_tree(child, watching);
                 return true;
             }
             OnLost::Ignore => {
-                w.reporter.warn(&format!(
+                watching.reporter.warn(&format!(
                     "lost the lock after {ran} s: {why}; \
                      on_lost=ignore, so the command goes on unprotected"
                 ));
@@ -100,34 +101,34 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
 /// The command has exited and left processes running: apply the orphan
 /// policy (a stop signal sera got turns `wait` into `term`). Returns true
 /// when the run is over.
-fn leftovers(child: &mut Child, w: &Watching) -> bool {
+fn leftovers(child: &mut Child, watching: &Watching) -> bool {
     let left = match tree::list(&tree::below_sera().unwrap_or_default()) {
         list if list.is_empty() => "processes".to_string(),
         list => list,
     };
-    let policy = match w.settings.orphans() {
+    let policy = match watching.settings.orphans() {
         Orphans::Wait if child.stop_signal.is_some() => Orphans::Term,
         policy => policy,
     };
     match policy {
         Orphans::Wait => {
-            w.reporter.notice(&format!(
+            watching.reporter.notice(&format!(
                 "the command exited but left {left} running: keeping the lock until \
                  they exit (--orphans term stops them, --orphans ignore releases the lock now)"
             ));
             false
         }
         Orphans::Term => {
-            w.reporter.event(&format!(
+            watching.reporter.event(&format!(
                 "the command left {left} running: stopping them \
                  (SIGTERM, then SIGKILL after {} s)",
-                seconds(w.settings.kill_after())
+                seconds(watching.settings.kill_after())
             ));
-            stop_tree(child, w);
+            stop_tree(child, watching);
             true
         }
         Orphans::Ignore => {
-            w.reporter.event(&format!(
+            watching.reporter.event(&format!(
                 "the command left {left} running: releasing the lock anyway (orphans=ignore)"
             ));
             true
@@ -136,8 +137,8 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
 }
 
 /// Stop the command's whole tree, and say so if part of it would not die.
-fn stop_tree(child: &mut Child, w: &Watching) {
-    let Some(survivors) = child.stop(w.settings.kill_after()) else {
+fn stop_tree(child: &mut Child, watching: &Watching) {
+    let Some(survivors) = child.stop(watching.settings.kill_after()) else {
         return;
     };
     let who = match survivors.is_empty() {
@@ -145,7 +146,7 @@ fn stop_tree(child: &mut Child, w: &Watching) {
             .to_string(),
         false => tree::list(&survivors),
     };
-    w.reporter.warn(&format!(
+    watching.reporter.warn(&format!(
         "giving up on {who}: still there {} s after SIGKILL (stuck in the kernel, \
          or not sera's to signal)",
         seconds(child::GIVE_UP_AFTER_KILL)
