@@ -72,7 +72,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
             "bad arguments",
             "--wait-and-skip runs a command once while slots let several run at once: \
              use one or the other",
-        ));
+        )
+        .hint(format!("{}; see sera --help", args::USAGE)));
     }
     if args.detailed_exit_codes && !args.wait_and_skip {
         reporter.warn(

@@ -171,8 +171,21 @@ fn slot_counts_that_make_no_sense_are_refused() {
             out.stderr
         );
     }
+    // Like every other 201: the reason, then the usage.
     let skip = s.run(&["--slots", "2", "--wait-and-skip", "0", "true"]);
     assert_eq!(skip.code, 201, "{}", skip.stderr);
+    let lines: Vec<&str> = skip.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", skip.stderr);
+    assert!(
+        lines[0].starts_with("sera: bad arguments: --wait-and-skip runs a command once"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "sera: hint: usage: sera [options] [--] <wait-seconds> <command> [args...]; \
+         see sera --help"
+    );
     let config = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"slots\": 0}}"));
     assert_eq!(config.run(&["0", "true"]).code, 200);
     let three = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"slots\": 3}}"));
