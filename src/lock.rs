@@ -335,6 +335,24 @@ pub fn holder(conn: &mut Conn, name: &str) -> Result<Option<Holder>, Error> {
     Ok(Some(holder))
 }
 
+/// How many sessions wait for the semaphore `name`, where PROCESSLIST shows
+/// them: in line on its turnstile, first in line on one slot, or trying a
+/// seat or the slots. A waiter waits for any slot, so it is counted once,
+/// for the semaphore as a whole: the lock it happens to be blocked on says
+/// nothing about which slot it will get. None if the server would not say.
+pub fn semaphore_waiting(conn: &mut Conn, name: &str) -> Option<u64> {
+    // Every lock of the semaphore is `NAME#...` (see `numbered`).
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE ID <> CONNECTION_ID() AND INFO LIKE '%GET_LOCK(CONVERT(X''{}%'",
+        hex(format!("{}#", base(name)).as_bytes())
+    );
+    let timeout = conn.reply_timeout();
+    first_value(conn.query_row(&sql, timeout).ok()?)?
+        .parse()
+        .ok()
+}
+
 /// What a sera tells the server about itself at login, as connection
 /// attributes, for `holder` to read back: its host, the command's program
 /// (never its arguments, which may hold secrets), the lock, and when it

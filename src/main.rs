@@ -436,7 +436,8 @@ fn timed_out(conn: &mut Conn, lock_name: &str, args: &Args, slots: u32) -> Failu
 
 /// `sera status`: whether the lock is free (exit 0) or held (exit 1), and
 /// by whom, on stdout, as lines or as one JSON object. For a semaphore, every
-/// slot; held means all of them are, so that a run would wait.
+/// slot, then how many wait for any of them; held means all slots are, so
+/// that a run would wait.
 fn show_status(mut conn: Conn, lock_name: &str, slots: u32, json: bool) -> Result<i32, Failure> {
     let names = match slots {
         1 => vec![lock_name.to_string()],
@@ -445,9 +446,13 @@ fn show_status(mut conn: Conn, lock_name: &str, slots: u32, json: bool) -> Resul
     let mut lines = Vec::new();
     let mut held = 0;
     for name in &names {
-        let holder = lock::holder(&mut conn, name)
+        let mut holder = lock::holder(&mut conn, name)
             .map_err(|e| Failure::new(exit::SERVER, "cannot look the lock up", e))?;
         held += usize::from(holder.is_some());
+        if let (Some(h), true) = (&mut holder, slots > 1) {
+            // Waiters wait for the semaphore, not for this slot: counted below.
+            h.waiting = None;
+        }
         lines.push(match (&holder, json) {
             (_, true) => lock::status_json(name, holder.as_ref()),
             (None, false) => format!("lock {name}: free"),
@@ -459,10 +464,22 @@ fn show_status(mut conn: Conn, lock_name: &str, slots: u32, json: bool) -> Resul
             },
         });
     }
+    let waiting = match slots {
+        1 => None,
+        _ => lock::semaphore_waiting(&mut conn, lock_name),
+    };
     conn.quit();
+    if let (false, Some(n)) = (json, &waiting) {
+        lines.push(format!(
+            "lock {lock_name}: {held} of {slots} slots held; {n} waiting"
+        ));
+    }
     match (json, slots) {
         (true, 1) | (false, _) => say(&format!("{}\n", lines.join("\n"))),
-        (true, _) => say(&format!("{{\"slots\":[{}]}}\n", lines.join(","))),
+        (true, _) => {
+            let waiting = waiting.map_or(String::new(), |n| format!(",\"waiting\":{n}"));
+            say(&format!("{{\"slots\":[{}]{waiting}}}\n", lines.join(",")))
+        }
     }
     Ok(if held == names.len() { 1 } else { 0 })
 }
