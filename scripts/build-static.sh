@@ -12,11 +12,15 @@
 #   (other arguments go to cargo build)
 #
 # Needs rustup's musl target, which this script adds when it is missing (Rust
-# ships musl and its start files with it). What else it needs is Debian's:
-# Both targets are linked by rust-lld, which comes with Rust.
+# ships musl and its start files with it). Both targets are linked by
+# rust-lld, which comes with Rust. What else it needs is Debian's, and it
+# installs that when it is missing (as root; without root it names the
+# packages in one line), as scripts/test.sh does:
+# - always: readelf (binutils) and file, for the "static" check.
 # - x86_64: nothing more. For the full build the host's cc compiles ring's C
-#   and assembly parts (cc-rs takes musl-gcc instead when musl-tools is
-#   installed; either gives a working static binary).
+#   and assembly parts: cc-rs would look for x86_64-linux-musl-gcc, so
+#   CC_x86_64_unknown_linux_musl is set to musl-gcc where musl-tools is
+#   installed and to cc otherwise (reported to give the same sha256).
 # - aarch64: for the full build, aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)
 #   compiles ring's C parts, against the aarch64 C headers of
 #   libc6-dev-arm64-cross (ring needs only stdint.h and string.h from them;
@@ -51,29 +55,32 @@ case "$target" in
 esac
 if [ -n "$small" ]; then budget_kib=640; else budget_kib=2048; fi
 
-# What the machine lacks, gathered so that it is said in one line.
-lacks=()
-if [ "$target" != x86_64-unknown-linux-musl ]; then
+. scripts/need.sh
+need readelf binutils
+need file file
+if [ "$target" = x86_64-unknown-linux-musl ]; then
+  # cc-rs takes x86_64-linux-musl-gcc for this target and nothing else by
+  # itself. ring's C needs only freestanding headers, so the host's cc does
+  # as well (the link uses Rust's own musl either way).
+  if [ -z "${CC_x86_64_unknown_linux_musl:-}" ]; then
+    for cc in x86_64-linux-musl-gcc musl-gcc cc; do
+      if command -v "$cc" >/dev/null; then export CC_x86_64_unknown_linux_musl=$cc; break; fi
+    done
+  fi
+else
   # cc-rs would look for aarch64-linux-musl-gcc, which Debian does not have.
   # The gnu cross gcc compiles ring's C just as well: it needs C headers but
   # no C library, since the link uses Rust's own musl.
   export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
   export AR_aarch64_unknown_linux_musl=${AR_aarch64_unknown_linux_musl:-aarch64-linux-gnu-ar}
-  if [ -n "$small" ]; then
-    :  # no C to compile
-  elif ! command -v "$CC_aarch64_unknown_linux_musl" >/dev/null; then
-    lacks+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
-  elif ! echo '#include <string.h>' | "$CC_aarch64_unknown_linux_musl" -E -x c - >/dev/null 2>&1; then
+  if [ -z "$small" ]; then
+    need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
     # Without them Debian's cross gcc falls back to the host's x86_64
     # headers and fails half-way through ring.
-    lacks+=(libc6-dev-arm64-cross)
+    need_file /usr/aarch64-linux-gnu/include/string.h libc6-dev-arm64-cross
   fi
 fi
-if [ "${#lacks[@]}" -gt 0 ]; then
-  echo "build-static: this machine lacks what the $arch${small:+ small} build needs:" \
-       "apt-get install ${lacks[*]}${small:-" (or build without TLS: --no-default-features)"}" >&2
-  exit 1
-fi
+install_needed "build-static ($arch${small:+ small})"
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$target"; then
   echo "build-static: adding rustup's $target target" >&2
   rustup target add "$target" >&2
@@ -81,10 +88,12 @@ fi
 
 cargo build --release --locked --target "$target" ${cargo_args[@]+"${cargo_args[@]}"} >&2
 
-{ read -r target_dir; read -r version; } < <(cargo metadata --format-version 1 --no-deps | python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-print(m["target_directory"]); print(next(p["version"] for p in m["packages"] if p["name"] == "sera"))')
+# Without python3 or jq: the target directory is the one string cargo
+# metadata gives under that key, and `cargo pkgid` ends in the version.
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+version=$(cargo pkgid)
+version=${version##*[#@]}
 bin="$target_dir/$target/release/sera"
 [ -x "$bin" ] || { echo "build-static: $bin not found" >&2; exit 1; }
 
@@ -96,15 +105,11 @@ fi
 if readelf -dW "$bin" 2>/dev/null | grep -q '(NEEDED)'; then
   problems+=("it needs shared libraries: $(readelf -dW "$bin" | grep '(NEEDED)' | sed 's/.*\[\(.*\)\]/\1/' | tr '\n' ' ')")
 fi
-if command -v file >/dev/null; then
-  kind=$(file -b "$bin")
-  case "$kind" in
-    *static-pie\ linked* | *statically\ linked*) ;;
-    *) problems+=("file(1) says: $kind") ;;
-  esac
-else
-  kind="(file(1) not installed)"
-fi
+kind=$(file -b "$bin")
+case "$kind" in
+  *static-pie\ linked* | *statically\ linked*) ;;
+  *) problems+=("file(1) says: $kind") ;;
+esac
 # And it must start: the x86_64 static-pie relocates itself (RELR included),
 # so a toolchain whose musl cannot would give a binary that crashes at once.
 # Another architecture's binary runs under qemu-user when it is there.

@@ -6,7 +6,10 @@
 # The tests start their own MariaDB servers (mariadbd, mariadb-install-db,
 # and the mariadb client for their setup), make TLS certificates with
 # openssl, catch overlaps with flock, run sera in namespaces with unshare,
-# start workers with setsid and python3. Some need root (mount namespaces).
+# start workers with setsid and python3, and run a static sera in a bare
+# root with a static busybox (tests/container.rs). Some need root (mount
+# namespaces, chroot). A new tool the tests use is one more `need` line:
+# scripts/fresh-path.sh checks that none is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need.sh
@@ -19,6 +22,7 @@ need flock util-linux
 need unshare util-linux
 need setsid util-linux
 need python3 python3
+need busybox busybox-static
 install_needed scripts/test.sh
 
 exec cargo test "$@"

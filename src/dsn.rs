@@ -116,6 +116,12 @@ impl Dsn {
             return Ok(dsn);
         }
         let Some((prefix, rest)) = text.rsplit_once('/') else {
+            // Name the first problem: `tcp(h:1` lacks its ')' before it
+            // lacks the slash.
+            let net_addr = text.rsplit_once('@').map_or(text, |(_, net_addr)| net_addr);
+            if net_addr.contains('(') && !net_addr.contains(')') {
+                return Err(dsn_error(text, "unclosed '(' in the address", net_addr));
+            }
             return Err("invalid DSN: missing the slash before the database name \
                         (write \"user@tcp(host:3306)/\")"
                 .to_string());
@@ -816,6 +822,15 @@ mod tests {
             "invalid DSN: unknown protocol (expected tcp or unix) in \"udp(h:1)\""
         );
         assert!(parse_err("TCP(h)/").contains("unknown protocol"));
+    }
+
+    #[test]
+    fn unclosed_paren_and_no_slash_names_the_paren_first() {
+        let e = parse_err("u:Zq9#pw@tcp(127.0.0.1:3306");
+        assert_eq!(
+            e,
+            "invalid DSN: unclosed '(' in the address in \"tcp(127.0.0.1:3306\""
+        );
     }
 
     #[test]

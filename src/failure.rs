@@ -81,6 +81,10 @@ pub fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
         mysql::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             failure.hint("is the server running and listening there?")
         }
+        // getaddrinfo's failure, which std gives no kind of its own.
+        mysql::Error::Io(ref io) if io.to_string().starts_with("failed to lookup address") => {
+            failure.hint(lookup_hint(&server.address))
+        }
         // Only for a real timeout: a refusal that came at once (TLS the
         // server or this build lacks) has nothing to do with waiting.
         mysql::Error::Timeout | mysql::Error::NoGreeting if server.timeout.is_none() => failure
@@ -90,6 +94,25 @@ pub fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
             )),
         _ => failure,
     }
+}
+
+/// A host name that did not resolve. A root that holds only sera (a
+/// container FROM scratch) has nothing to resolve it with, not even
+/// /etc/hosts for localhost: say so, and suggest the address.
+fn lookup_hint(address: &crate::dsn::Address) -> String {
+    let host = match address {
+        crate::dsn::Address::Tcp { host, .. } => host.as_str(),
+        crate::dsn::Address::Unix(_) => "",
+    };
+    let ip = match host {
+        "localhost" => "127.0.0.1",
+        _ => "the server's IP address",
+    };
+    let here = match ["/etc/hosts", "/etc/resolv.conf"].map(|f| std::path::Path::new(f).exists()) {
+        [false, false] => "there is no /etc/hosts and no resolver (/etc/resolv.conf) here",
+        _ => "the resolver here does not know it",
+    };
+    format!("{here} to look {host} up: write {ip} in the DSN instead")
 }
 
 pub fn cannot_run(program: &OsString, e: child::SpawnError) -> Failure {

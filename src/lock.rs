@@ -157,7 +157,7 @@ fn turnstile(name: &str) -> String {
     format!("{}#queue", base(name))
 }
 
-fn base(name: &str) -> String {
+pub(crate) fn base(name: &str) -> String {
     match name.chars().count() > 52 {
         true => md5::hex_digest(name.as_bytes()),
         false => name.to_string(),

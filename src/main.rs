@@ -138,7 +138,8 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
             "bad arguments",
             "--wait-and-skip runs a command once while slots let several run at once: \
              use one or the other",
-        ));
+        )
+        .hint(format!("{}; see sera --help", args::USAGE)));
     }
     if args.detailed_exit_codes && !args.wait_and_skip {
         reporter.warn(

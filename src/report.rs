@@ -52,6 +52,8 @@ impl Failure {
 pub struct Reporter {
     pub verbose: bool,
     pub syslog: bool,
+    /// Syslog was asked for and is not there: its lines go to stderr.
+    pub syslog_on_stderr: bool,
     /// Says which run a syslog line is about: the lock name and the command.
     pub context: String,
 }
@@ -61,14 +63,24 @@ impl Reporter {
         Reporter {
             verbose: false,
             syslog: false,
+            syslog_on_stderr: false,
             context: String::new(),
         }
     }
 
-    /// Start logging to syslog as well.
+    /// Start logging to syslog as well. Without a syslog (no `/dev/log`,
+    /// as in a container), say so once and send its lines to stderr, which
+    /// is where a container's log is.
     pub fn use_syslog(&mut self) {
-        syslog::open();
-        self.syslog = true;
+        match syslog::open() {
+            Ok(()) => self.syslog = true,
+            Err(e) => {
+                self.warn(&format!(
+                    "syslog is unavailable (/dev/log: {e}): its lines go to stderr instead"
+                ));
+                self.syslog_on_stderr = true;
+            }
+        }
     }
 
     /// Progress, for the verbose: connected, waiting, acquired, released.
@@ -81,7 +93,10 @@ impl Reporter {
     /// An outcome an operator wants in syslog (acquired, skipped, the
     /// command's exit), shown on stderr only when verbose.
     pub fn event(&self, line: &str) {
-        self.progress(line);
+        match self.syslog_on_stderr {
+            true => eprintln!("sera: {line}"),
+            false => self.progress(line),
+        }
         self.to_syslog(syslog::LOG_NOTICE, line);
     }
 

@@ -9,7 +9,8 @@ use crate::sql;
 
 /// `sera status`: whether the lock is free (exit 0) or held (exit 1), and
 /// by whom, on stdout, as lines or as one JSON object. For a semaphore, every
-/// slot; held means all of them are, so that a run would wait.
+/// slot, then how many wait for any of them; held means all slots are, so
+/// that a run would wait.
 pub fn show_status(
     mut conn: Conn,
     lock_name: &str,
@@ -20,9 +21,13 @@ pub fn show_status(
     let mut lines = Vec::new();
     let mut held = 0;
     for name in &names {
-        let holder = holder(&mut conn, name)
+        let mut holder = holder(&mut conn, name)
             .map_err(|e| Failure::new(exit::SERVER, "cannot look the lock up", e))?;
         held += usize::from(holder.is_some());
+        if let (Some(h), true) = (&mut holder, slots > 1) {
+            // Waiters wait for the semaphore, not for this slot: counted below.
+            h.waiting = None;
+        }
         lines.push(match (&holder, json) {
             (_, true) => status_json(name, holder.as_ref()),
             (None, false) => format!("lock {name}: free"),
@@ -34,12 +39,45 @@ pub fn show_status(
             },
         });
     }
+    let waiting = match slots {
+        1 => None,
+        _ => semaphore_waiting(&mut conn, lock_name),
+    };
     conn.quit();
+    if let (false, Some(n)) = (json, &waiting) {
+        lines.push(format!(
+            "lock {lock_name}: {held} of {slots} slots held; {n} waiting"
+        ));
+    }
     match (json, names.len()) {
         (true, 1) | (false, _) => say(&format!("{}\n", lines.join("\n"))),
-        (true, _) => say(&format!("{{\"slots\":[{}]}}\n", lines.join(","))),
+        (true, _) => {
+            let waiting = waiting.map_or(String::new(), |n| format!(",\"waiting\":{n}"));
+            say(&format!("{{\"slots\":[{}]{waiting}}}\n", lines.join(",")))
+        }
     }
     Ok(if held == names.len() { 1 } else { 0 })
+}
+
+/// How many sessions wait for the semaphore `name`, where PROCESSLIST shows
+/// them: in line on its turnstile, first in line on one slot, or trying a
+/// seat or the slots. A waiter waits for any slot, so it is counted once,
+/// for the semaphore as a whole: the lock it happens to be blocked on says
+/// nothing about which slot it will get. None if the server would not say.
+fn semaphore_waiting(conn: &mut Conn, name: &str) -> Option<u64> {
+    // Every lock of the semaphore is `NAME#...` (see `lock::numbered`): its
+    // SQL form, cut where the name's hex ends, starts each of theirs.
+    let every = lock::sql_name(&format!("{}#", lock::base(name)));
+    let prefix = &every[..every.rfind('\'').unwrap_or(every.len())];
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE ID <> CONNECTION_ID() AND INFO LIKE {}",
+        sql::literal(&format!("%GET_LOCK({prefix}%"))
+    );
+    let timeout = conn.reply_timeout();
+    lock::first_value(conn.query_row(&sql, timeout).ok()?)?
+        .parse()
+        .ok()
 }
 
 /// Who holds a lock, as far as the server tells: the connection id always;

@@ -6,8 +6,9 @@
 //! syslog daemons (rsyslog, syslog-ng, journald) read from the local socket:
 //! `<priority>sera[pid]: message`; they add the time and host themselves.
 //! libc's syslog() would do the same, but drags printf, strftime and the time
-//! zone code into the static binary. When the host has no `/dev/log`, which
-//! is what a minimal container wants, nothing is sent and nothing fails.
+//! zone code into the static binary. When the host has no `/dev/log` (a
+//! minimal container), nothing is sent and nothing fails: `open` says why,
+//! and the reporter sends the lines to stderr instead.
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
@@ -16,15 +17,19 @@ pub use libc::{LOG_ERR, LOG_NOTICE, LOG_WARNING};
 
 static SOCKET: OnceLock<Option<UnixDatagram>> = OnceLock::new();
 
-/// Open the log. Call once, before the first `log`.
-pub fn open() {
-    SOCKET.get_or_init(|| {
-        let socket = UnixDatagram::unbound().ok()?;
-        socket.connect("/dev/log").ok()?;
+/// Open the log. Call once, before the first `log`; Err says why there is
+/// no log to write to.
+pub fn open() -> std::io::Result<()> {
+    let connect = || -> std::io::Result<UnixDatagram> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect("/dev/log")?;
         // A stalled syslog daemon must never hold sera up.
-        socket.set_nonblocking(true).ok()?;
-        Some(socket)
-    });
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    };
+    let mut result = Ok(());
+    SOCKET.get_or_init(|| connect().map_err(|e| result = Err(e)).ok());
+    result
 }
 
 /// Send one line at `priority` (facility user).

@@ -70,32 +70,38 @@ impl Aarch64 {
     fn find(flavour: &str) -> Option<Aarch64> {
         let name = format!("sera-{VERSION}-aarch64-linux-musl{flavour}");
         let bin = dist_dir().join(&name);
-        let qemu = if std::env::consts::ARCH == "aarch64" {
-            Ok(None)
-        } else {
-            ["qemu-aarch64-static", "qemu-aarch64"]
+        let qemu = match std::env::consts::ARCH {
+            "aarch64" => Some(None),
+            _ => ["qemu-aarch64-static", "qemu-aarch64"]
                 .iter()
                 .find_map(|q| on_path(q))
-                .map(Some)
-                .ok_or_else(|| {
-                    "no qemu-aarch64-static or qemu-aarch64 on PATH \
-                     (apt-get install qemu-user-static)"
-                        .to_string()
-                })
+                .map(Some),
         };
-        let found = if bin.exists() {
-            qemu.map(|qemu| Aarch64 { qemu, bin })
+        // What is missing, and the one command that makes the test run.
+        let small = if flavour.is_empty() {
+            ""
         } else {
-            let small = if flavour.is_empty() {
-                ""
-            } else {
-                " --no-default-features"
-            };
-            Err(format!(
-                "no aarch64 sera at {} (scripts/build-static.sh --target \
-                 aarch64-unknown-linux-musl{small} makes it)",
-                bin.display(),
-            ))
+            " --no-default-features"
+        };
+        let mut missing = Vec::new();
+        let mut run_it = Vec::new();
+        if qemu.is_none() {
+            missing.push("no qemu-aarch64-static or qemu-aarch64 on PATH".to_string());
+            run_it.push("apt-get install qemu-user-static".to_string());
+        }
+        if !bin.exists() {
+            missing.push(format!("no aarch64 sera at {}", bin.display()));
+            run_it.push(format!(
+                "scripts/build-static.sh --target aarch64-unknown-linux-musl{small}"
+            ));
+        }
+        let found = match qemu {
+            Some(qemu) if missing.is_empty() => Ok(Aarch64 { qemu, bin }),
+            _ => Err(format!(
+                "{}; to run it: {}",
+                missing.join(" and "),
+                run_it.join(" && ")
+            )),
         };
         match found {
             Ok(found) => Some(found),

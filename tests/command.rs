@@ -364,13 +364,27 @@ fn syslog_gets_the_outcomes() {
 }
 
 #[test]
-fn syslog_without_dev_log_breaks_nothing() {
+fn syslog_without_dev_log_breaks_nothing_and_says_so_once() {
     // This machine may have no /dev/log; make sure of it in a namespace.
     let dev = TempDir::new();
     let out = sera_with_dev(&dev, &syslog_setup(), "5 echo fine");
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    // The lines syslog would have had go to stderr, after one warning.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        "sera: warning: syslog is unavailable (/dev/log: No such file or directory \
+         (os error 2)): its lines go to stderr instead"
+    );
+    assert_eq!(stderr.matches("syslog").count(), 1, "{stderr}");
+    assert!(lines[1].starts_with("sera: acquired the lock "), "{stderr}");
+    assert!(
+        lines[2].starts_with("sera: the command exited with status 0 after "),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 3, "{stderr}");
 }
 
 fn syslog_setup() -> Setup {

@@ -317,8 +317,9 @@ fn a_build_without_tls_refuses_tls_in_the_config_and_takes_preferred_as_plain() 
         // Straight to stderr, so the skip is seen even when the test passes.
         use std::io::Write;
         let _ = std::io::stderr().write_all(
-            b"a_build_without_tls...: skipped: no small build here \
-              (scripts/build-static.sh --no-default-features makes one)\n",
+            b"a_build_without_tls_refuses_tls_in_the_config_and_takes_preferred_as_plain: \
+              skipped, no small build here; to run it: \
+              scripts/build-static.sh --no-default-features\n",
         );
     }
     let dsn = shared_dsn();

@@ -132,6 +132,11 @@ fn bad_dsns_are_200_and_never_show_the_password() {
             "(",
         ),
         (
+            "unclosed address and no slash: the first problem",
+            format!("sera:{SECRET}@tcp(127.0.0.1:3306"),
+            "unclosed '(' in the address in \"tcp(127.0.0.1:3306\"",
+        ),
+        (
             "port out of range",
             format!("sera:{SECRET}@tcp(127.0.0.1:99999)/"),
             "port",

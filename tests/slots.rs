@@ -126,6 +126,31 @@ fn waiters_on_a_full_semaphore_use_no_cpu_and_a_lost_slot_stops_only_its_command
         "CPU used over 2 s: {used:?} ns"
     );
 
+    // `sera status` counts both waiters once, for the semaphore as a
+    // whole, and under no slot (the one in front waits on some slot, the
+    // other on the turnstile, and either may get either slot).
+    let status = s.run(&["status", "--slots", "2", "--name", "full"]);
+    assert_eq!(status.code, 1, "{}", status.stderr);
+    let lines: Vec<&str> = status.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", status.stdout);
+    for (slot, line) in lines[..2].iter().enumerate() {
+        let held_by = format!(
+            "lock full#{}: held by connection {}",
+            slot + 1,
+            held(slot as u32 + 1)
+        );
+        assert!(line.starts_with(&held_by), "{line}");
+        assert!(!line.contains("waiting"), "{line}");
+    }
+    assert_eq!(lines[2], "lock full: 2 of 2 slots held; 2 waiting");
+    let json = s.run(&["status", "--slots", "2", "--name", "full", "--json"]);
+    assert!(
+        json.stdout.ends_with("],\"waiting\":2}\n"),
+        "{}",
+        json.stdout
+    );
+    assert!(!json.stdout.contains("\"waiting\":0"), "{}", json.stdout);
+
     // Slot 1's session is killed: its command stops, slot 2's runs on, and
     // a waiter takes the freed slot.
     server.sql(&format!("KILL {}", held(1)));
@@ -171,8 +196,21 @@ fn slot_counts_that_make_no_sense_are_refused() {
             out.stderr
         );
     }
+    // Like every other 201: the reason, then the usage.
     let skip = s.run(&["--slots", "2", "--wait-and-skip", "0", "true"]);
     assert_eq!(skip.code, 201, "{}", skip.stderr);
+    let lines: Vec<&str> = skip.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", skip.stderr);
+    assert!(
+        lines[0].starts_with("sera: bad arguments: --wait-and-skip runs a command once"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "sera: hint: usage: sera [options] [--] <wait-seconds> <command> [args...]; \
+         see sera --help"
+    );
     let config = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"slots\": 0}}"));
     assert_eq!(config.run(&["0", "true"]).code, 200);
     let three = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"slots\": 3}}"));
@@ -180,6 +218,7 @@ fn slot_counts_that_make_no_sense_are_refused() {
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert_eq!(
         status.stdout,
-        "lock cfg#1: free\nlock cfg#2: free\nlock cfg#3: free\n"
+        "lock cfg#1: free\nlock cfg#2: free\nlock cfg#3: free\n\
+         lock cfg: 0 of 3 slots held; 0 waiting\n"
     );
 }
