@@ -81,7 +81,8 @@ pub fn stop_on_signals_as_init() {
         return;
     }
     extern "C" fn exit_now(sig: libc::c_int) {
-        unsafe { libc::_exit(128 + sig) };
+        // SAFETY: _exit is async-signal-safe and takes any status.
+        unsafe { libc::_exit(killed_by(sig)) };
     }
     for sig in STOP_SIGNALS {
         let handler: extern "C" fn(libc::c_int) = exit_now;
@@ -145,18 +146,19 @@ impl SpawnError {
     }
 }
 
-/// Whether `program` can be started, found as execvp finds it. main checks
-/// this before it connects: a command that cannot start must be 203 at
-/// once, not after a wait for a lock it could not use (with the lock held
-/// elsewhere, that would be 204 after the whole wait). exec may still fail
-/// later (the file can change meanwhile), and `spawn` reports that too.
-pub fn check_program(program: &OsString) -> Result<(), SpawnError> {
+/// The file that runs as `program`, found as execvp finds it, if it can be
+/// started. main checks this before it connects: a command that cannot start
+/// must be 203 at once, not after a wait for a lock it could not use (with
+/// the lock held elsewhere, that would be 204 after the whole wait). exec
+/// may still fail later (the file can change meanwhile), and `spawn`, which
+/// runs the file found here, reports that too.
+pub fn check_program(program: &OsString) -> Result<PathBuf, SpawnError> {
     let file = find_program(program)?;
     match missing_interpreter(&file) {
         Some(_) => Err(SpawnError {
             errno: libc::ENOENT,
         }),
-        None => Ok(()),
+        None => Ok(file),
     }
 }
 
@@ -293,19 +295,33 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
     libc::sendmsg(socket, &msg, 0) == 1
 }
 
-/// Fork and exec `command` (PATH is searched), in sera's process group, with
-/// everything inherited. From here on sera keeps every signal it forwards
-/// blocked, for `Child::wait`. An exec failure comes back through a
-/// close-on-exec pipe as the real errno, not as a made-up exit status.
-/// `lock_socket` is the lock connection, tied to the command's life by a
-/// `lifeline`.
-pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnError> {
+/// Fork and exec `command`, its arguments, with `program` (the file
+/// `check_program` found for `command[0]`) as the file to run, in sera's
+/// process group, with everything inherited. From here on sera keeps every
+/// signal it forwards blocked, for `Child::wait`. An exec failure comes back
+/// through a close-on-exec pipe as the real errno, not as a made-up exit
+/// status. `lock_socket` is the lock connection, tied to the command's life
+/// by a `lifeline`.
+///
+/// # Safety
+///
+/// The process must have one thread: this wipes and changes the
+/// environment, which another thread could be reading, and between fork
+/// and exec the child may only make async-signal-safe calls, which holds
+/// only for a child of a single-threaded process. sera never starts a
+/// thread.
+pub unsafe fn spawn(
+    program: &Path,
+    command: &[OsString],
+    lock_socket: RawFd,
+) -> Result<Child, SpawnError> {
     // The password is sera's, not the command's: nothing the command starts
     // may find it in its environment, nor in /proc/<sera>/environ, which
     // shows the memory the environment started in. So its bytes are wiped
     // there first, then it is taken out of the environment the command
-    // inherits. Safe only because sera never starts a thread: no one can be
-    // reading the environment meanwhile.
+    // inherits.
+    // SAFETY: getenv's pointer is to the live environment, NUL-terminated;
+    // the caller promises no other thread reads or changes it meanwhile.
     unsafe {
         let value = libc::getenv(c"SERA_PASSWORD".as_ptr());
         if !value.is_null() {
@@ -314,6 +330,10 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
     }
     std::env::remove_var("SERA_PASSWORD");
     let (forwarded, mask) = block_signals();
+    // Everything the child needs is made before fork: it may not allocate.
+    let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| SpawnError {
+        errno: libc::EINVAL,
+    })?;
     let argv: Vec<CString> = command
         .iter()
         .map(|a| {
@@ -368,7 +388,7 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
             libc::fcntl(lifeline, libc::F_SETFD, 0);
-            libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
+            libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(report_write, (&errno as *const i32).cast(), 4);
             libc::_exit(127);
@@ -405,14 +425,17 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
 pub enum Wake {
     /// The time given has passed: time to check the lock.
     Timeout,
-    /// The command exited; `status` holds how, and `tree_empty` whether it
-    /// left anything behind.
-    CommandExited,
+    /// The command exited, with this wait status; `tree_empty` says
+    /// whether it left anything behind.
+    CommandExited { status: libc::c_int },
     /// The last process of the tree (after the command) has exited.
-    TreeEmpty,
+    TreeEmpty { status: libc::c_int },
     /// A stop signal arrived after the command had exited: there is no one
     /// to forward it to, and what is left must be stopped.
-    StopAsked,
+    StopAsked {
+        signal: libc::c_int,
+        status: libc::c_int,
+    },
 }
 
 impl Child {
@@ -447,18 +470,21 @@ impl Child {
             if sig == libc::SIGCHLD {
                 let was_running = self.status.is_none();
                 self.reap();
-                if was_running && self.status.is_some() {
-                    return Wake::CommandExited;
+                // The tree is empty only once the command, sera's child, is
+                // reaped: then its status is known.
+                match self.status {
+                    Some(status) if was_running => return Wake::CommandExited { status },
+                    Some(status) if self.tree_empty => return Wake::TreeEmpty { status },
+                    _ => continue,
                 }
-                if self.tree_empty {
-                    return Wake::TreeEmpty;
-                }
-                continue;
             }
             if STOP_SIGNALS.contains(&sig) {
                 self.stop_signal = Some(sig);
-                if self.status.is_some() {
-                    return Wake::StopAsked;
+                if let Some(status) = self.status {
+                    return Wake::StopAsked {
+                        signal: sig,
+                        status,
+                    };
                 }
             }
             if self.status.is_none() {
@@ -559,7 +585,10 @@ fn forward(pid: libc::pid_t, sig: libc::c_int, info: &libc::siginfo_t) {
 pub fn describe(status: libc::c_int) -> String {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        format!("was killed by signal {sig} (exit status {})", 128 + sig)
+        format!(
+            "was killed by signal {sig} (exit status {})",
+            killed_by(sig)
+        )
     } else {
         format!("exited with status {}", libc::WEXITSTATUS(status))
     }
@@ -568,10 +597,15 @@ pub fn describe(status: libc::c_int) -> String {
 /// The shell convention: the exit status, or 128 + N for death by signal N.
 pub fn exit_code(status: libc::c_int) -> i32 {
     if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
+        killed_by(libc::WTERMSIG(status))
     } else {
         libc::WEXITSTATUS(status)
     }
+}
+
+/// The shell's exit status for death by signal `sig`: 128 + N.
+const fn killed_by(sig: libc::c_int) -> i32 {
+    128 + sig
 }
 
 fn last_errno() -> i32 {
