@@ -61,6 +61,7 @@ const NOT_FORWARDED: [libc::c_int; 9] = [
 ];
 
 fn forwarded_signals() -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is a valid value, which sigfillset and sigdelset then set; the signal numbers are valid.
     unsafe {
         let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
         libc::sigfillset(&mut set);
@@ -77,6 +78,7 @@ fn forwarded_signals() -> libc::sigset_t {
 /// frees the lock when the connection drops), so give the stop signals a
 /// handler that does just that, with the shell's 128+N.
 pub fn stop_on_signals_as_init() {
+    // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
         return;
     }
@@ -86,6 +88,7 @@ pub fn stop_on_signals_as_init() {
     }
     for sig in STOP_SIGNALS {
         let handler: extern "C" fn(libc::c_int) = exit_now;
+        // SAFETY: exit_now only calls _exit, which is async-signal-safe, so it is a sound handler.
         unsafe { libc::signal(sig, handler as libc::sighandler_t) };
     }
 }
@@ -97,6 +100,7 @@ pub fn stop_on_signals_as_init() {
 /// (A blocked signal is kept for sera even when it is PID 1.) Returns the
 /// set blocked and the mask sera had before, which the command gets back.
 fn block_signals() -> (libc::sigset_t, libc::sigset_t) {
+    // SAFETY: an all-zero sigset_t is valid; sigprocmask reads `set` and writes `old`, both live locals.
     unsafe {
         let set = forwarded_signals();
         let mut old = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
@@ -205,6 +209,7 @@ fn executable(file: &Path) -> Option<i32> {
         return Some(libc::EINVAL);
     };
     // AT_EACCESS: exec goes by the effective ids, and so does this check.
+    // SAFETY: c_file is a NUL-terminated string that outlives the call.
     let ok = unsafe {
         libc::faccessat(
             libc::AT_FDCWD,
@@ -252,19 +257,24 @@ fn missing_interpreter(file: &Path) -> Option<String> {
 fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
     let mut pair = [0; 2];
     let flags = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    // SAFETY: pair has room for the two descriptors socketpair writes.
     if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, pair.as_mut_ptr()) } != 0 {
         return Err(SpawnError {
             errno: last_errno(),
         });
     }
     let [sender, end] = pair;
+    // SAFETY: sender is the socket just made, and lock_socket an open descriptor of the caller's.
     let sent = unsafe { send_fd(sender, lock_socket) };
     let errno = last_errno();
+    // SAFETY: sender is ours, and nothing uses it after this.
     unsafe { libc::close(sender) };
     // Keep the end away from 0, 1 and 2, in case sera started with one of
     // them closed: the command must find its stdio as sera found it.
+    // SAFETY: end is the socket just made; fcntl only duplicates it.
     let moved = unsafe { libc::fcntl(end, libc::F_DUPFD_CLOEXEC, 3) };
     let moved_errno = last_errno();
+    // SAFETY: end is ours, and only its duplicate is used after this.
     unsafe { libc::close(end) };
     match (sent, moved) {
         (false, _) => Err(SpawnError { errno }),
@@ -274,6 +284,12 @@ fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
 }
 
 /// Queue `fd` on `socket` as an SCM_RIGHTS message with one byte of data.
+///
+/// # Safety
+///
+/// `socket` must be an open Unix socket and `fd` an open descriptor: the
+/// kernel would refuse others, but this fills the message header by raw
+/// pointer for exactly one descriptor, and nothing else checks the two.
 unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
     let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
     let mut control = vec![0u8; space];
@@ -346,6 +362,7 @@ pub unsafe fn spawn(
     argv_ptrs.push(std::ptr::null());
 
     let mut pipe = [0; 2];
+    // SAFETY: pipe has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(SpawnError {
             errno: last_errno(),
@@ -355,6 +372,7 @@ pub unsafe fn spawn(
     let lifeline = match lifeline(lock_socket) {
         Ok(fd) => fd,
         Err(e) => {
+            // SAFETY: both ends are ours, and unused after this.
             unsafe {
                 libc::close(report_read);
                 libc::close(report_write);
@@ -362,13 +380,17 @@ pub unsafe fn spawn(
             return Err(e);
         }
     };
+    // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // Whatever the command leaves when it exits comes to sera, not to init.
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
 
+    // SAFETY: the caller promises a single thread, so the child may go on to exec, and it makes only async-signal-safe calls until then.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let errno = last_errno();
+        // SAFETY: all three descriptors are ours, and unused after this.
         unsafe {
             libc::close(report_read);
             libc::close(report_write);
@@ -378,6 +400,7 @@ pub unsafe fn spawn(
     }
     if pid == 0 {
         // In the child: only async-signal-safe calls from here to exec.
+        // SAFETY: in the child of a single-threaded process; each call is async-signal-safe, and every pointer (mask, path, argv, errno) was made before fork and lives in the child's copy of this stack and heap.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             // sera may have died before prctl took effect.
@@ -395,20 +418,24 @@ pub unsafe fn spawn(
         }
     }
 
+    // SAFETY: both descriptors are ours; the child has its own copies.
     unsafe {
         libc::close(report_write);
         libc::close(lifeline);
     }
     let mut errno = 0i32;
     let n = loop {
+        // SAFETY: errno is a live i32, and read writes at most 4 bytes into it.
         let n = unsafe { libc::read(report_read, (&mut errno as *mut i32).cast(), 4) };
         if n >= 0 || last_errno() != libc::EINTR {
             break n;
         }
     };
+    // SAFETY: report_read is ours, and unused after this.
     unsafe { libc::close(report_read) };
     if n == 4 {
         // The child exits at once; reap it so it leaves no zombie.
+        // SAFETY: pid is our child, which has exited or is about to; a null status is allowed.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         return Err(SpawnError { errno });
     }
@@ -448,6 +475,7 @@ impl Child {
         loop {
             let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
             let sig = match deadline {
+                // SAFETY: set is a valid signal set, and info has room for the siginfo_t written.
                 None => unsafe { libc::sigwaitinfo(&set, info.as_mut_ptr()) },
                 Some(deadline) => {
                     let left = crate::duration::left(deadline);
@@ -455,9 +483,11 @@ impl Child {
                         return Wake::Timeout;
                     }
                     // Zeroed then filled: libc's `time_t` alias is deprecated on musl.
+                    // SAFETY: an all-zero timespec is a valid value.
                     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
                     ts.tv_sec = left.as_secs().min(i32::MAX as u64) as _;
                     ts.tv_nsec = left.subsec_nanos() as _;
+                    // SAFETY: set and ts are valid, and info has room for the siginfo_t written.
                     unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) }
                 }
             };
@@ -488,6 +518,7 @@ impl Child {
                 }
             }
             if self.status.is_none() {
+                // SAFETY: sig >= 0, so sigwaitinfo or sigtimedwait filled info.
                 forward(self.pid, sig, unsafe { &info.assume_init() });
             }
         }
@@ -498,6 +529,7 @@ impl Child {
     fn reap(&mut self) {
         loop {
             let mut status = 0;
+            // SAFETY: status is a live c_int for waitpid to write.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid == self.pid {
                 self.status = Some(status);
@@ -548,16 +580,20 @@ impl Child {
     /// else in the namespace, which `kill(-1)` reaches without /proc. Without
     /// a usable /proc only the command itself can be named.
     fn signal_tree(&self, sig: libc::c_int) {
+        // SAFETY: getpid has no preconditions.
         if unsafe { libc::getpid() } == 1 {
+            // SAFETY: kill takes plain integers and touches no memory.
             unsafe { libc::kill(-1, sig) };
             return;
         }
         match tree::below_sera() {
             Some(processes) => {
                 for process in processes {
+                    // SAFETY: kill takes plain integers and touches no memory.
                     unsafe { libc::kill(process.pid, sig) };
                 }
             }
+            // SAFETY: kill takes plain integers and touches no memory.
             None if self.status.is_none() => unsafe {
                 libc::kill(self.pid, sig);
             },
@@ -574,10 +610,12 @@ fn forward(pid: libc::pid_t, sig: libc::c_int, info: &libc::siginfo_t) {
         if sig == libc::SIGTSTP || sig == libc::SIGTTIN || sig == libc::SIGTTOU {
             // The child stopped; stop too, so the shell gets the terminal
             // back. `fg` sends SIGCONT to both.
+            // SAFETY: raise takes a plain integer and touches no memory.
             unsafe { libc::raise(libc::SIGSTOP) };
         }
         return;
     }
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(pid, sig) };
 }
 
