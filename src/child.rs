@@ -61,7 +61,8 @@ const NOT_FORWARDED: [libc::c_int; 9] = [
 ];
 
 fn forwarded_signals() -> libc::sigset_t {
-    // SAFETY: an all-zero sigset_t is a valid value, which sigfillset and sigdelset then set; the signal numbers are valid.
+    // SAFETY: an all-zero sigset_t is a valid value, which sigfillset and
+    // sigdelset then set; the signal numbers are valid.
     unsafe {
         let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
         libc::sigfillset(&mut set);
@@ -88,7 +89,8 @@ pub fn stop_on_signals_as_init() {
     }
     for sig in STOP_SIGNALS {
         let handler: extern "C" fn(libc::c_int) = exit_now;
-        // SAFETY: exit_now only calls _exit, which is async-signal-safe, so it is a sound handler.
+        // SAFETY: exit_now only calls _exit, which is async-signal-safe, so it
+        // is a sound handler.
         unsafe { libc::signal(sig, handler as libc::sighandler_t) };
     }
 }
@@ -100,7 +102,8 @@ pub fn stop_on_signals_as_init() {
 /// (A blocked signal is kept for sera even when it is PID 1.) Returns the
 /// set blocked and the mask sera had before, which the command gets back.
 fn block_signals() -> (libc::sigset_t, libc::sigset_t) {
-    // SAFETY: an all-zero sigset_t is valid; sigprocmask reads `set` and writes `old`, both live locals.
+    // SAFETY: an all-zero sigset_t is valid; sigprocmask reads `set` and writes
+    // `old`, both live locals.
     unsafe {
         let set = forwarded_signals();
         let mut old = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
@@ -264,7 +267,8 @@ fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
         });
     }
     let [sender, end] = pair;
-    // SAFETY: sender is the socket just made, and lock_socket an open descriptor of the caller's.
+    // SAFETY: sender is the socket just made, and lock_socket an open
+    // descriptor of the caller's.
     let sent = unsafe { send_fd(sender, lock_socket) };
     let errno = last_errno();
     // SAFETY: sender is ours, and nothing uses it after this.
@@ -383,10 +387,12 @@ pub unsafe fn spawn(
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // Whatever the command leaves when it exits comes to sera, not to init.
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer and touches no memory.
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer and touches no
+    // memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
 
-    // SAFETY: the caller promises a single thread, so the child may go on to exec, and it makes only async-signal-safe calls until then.
+    // SAFETY: the caller promises a single thread, so the child may go on to
+    // exec, and it makes only async-signal-safe calls until then.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let errno = last_errno();
@@ -400,7 +406,10 @@ pub unsafe fn spawn(
     }
     if pid == 0 {
         // In the child: only async-signal-safe calls from here to exec.
-        // SAFETY: in the child of a single-threaded process; each call is async-signal-safe, and every pointer (mask, path, argv, errno) was made before fork and lives in the child's copy of this stack and heap.
+        // SAFETY: in the child of a single-threaded process; each call is
+        // async-signal-safe, and every pointer (mask, path, argv, errno) was
+        // made before fork and lives in the child's copy of this stack and
+        // heap.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             // sera may have died before prctl took effect.
@@ -435,7 +444,8 @@ pub unsafe fn spawn(
     unsafe { libc::close(report_read) };
     if n == 4 {
         // The child exits at once; reap it so it leaves no zombie.
-        // SAFETY: pid is our child, which has exited or is about to; a null status is allowed.
+        // SAFETY: pid is our child, which has exited or is about to; a null
+        // status is allowed.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         return Err(SpawnError { errno });
     }
@@ -475,7 +485,8 @@ impl Child {
         loop {
             let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
             let sig = match deadline {
-                // SAFETY: set is a valid signal set, and info has room for the siginfo_t written.
+                // SAFETY: set is a valid signal set, and info has room for the
+                // siginfo_t written.
                 None => unsafe { libc::sigwaitinfo(&set, info.as_mut_ptr()) },
                 Some(deadline) => {
                     let left = crate::duration::left(deadline);
@@ -487,7 +498,8 @@ impl Child {
                     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
                     ts.tv_sec = left.as_secs().min(i32::MAX as u64) as _;
                     ts.tv_nsec = left.subsec_nanos() as _;
-                    // SAFETY: set and ts are valid, and info has room for the siginfo_t written.
+                    // SAFETY: set and ts are valid, and info has room for the
+                    // siginfo_t written.
                     unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) }
                 }
             };
