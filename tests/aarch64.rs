@@ -16,15 +16,11 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
 use support::sera::{is_used_lock_sql, Outcome, Setup};
-use support::{wait_until, Server, TempDir};
-
-/// qemu-user takes a while to start a binary, and CI's machine is shared.
-const LONG: Duration = Duration::from_secs(30);
+use support::{wait_until, Server, TempDir, LONG};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 

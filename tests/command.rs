@@ -11,13 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::sera::{is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Server, TempDir};
+use support::{shared_dsn, wait_until, Server, TempDir, LONG};
 
 fn setup() -> Setup {
     Setup::new(&shared_dsn())
 }
-
-const LONG: Duration = Duration::from_secs(20);
 
 #[test]
 fn the_commands_exit_status_is_seras() {
@@ -290,7 +288,7 @@ fn wait_and_skip_runs_once_and_the_others_skip() {
     // Both are blocked in GET_LOCK on this command's lock before it ends.
     // (sera sends the name hex-encoded.)
     let name = sera::md5::hex_digest(format!("sh -c {script}").as_bytes());
-    let name: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    let name = support::sera::hex(&name);
     assert!(wait_until(LONG, || {
         Server::shared().sql(&format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \

@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::sera::{alive, is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Relay, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::{shared_dsn, wait_until, Relay, Server, LONG};
 
 /// A job that logs which signals reach it. It writes its pid when ready; on
 /// SIGTERM it logs TERM and exits 0 (sera's 206 must still win).

@@ -5,15 +5,12 @@
 mod support;
 
 use std::process::Child;
-use std::time::Duration;
 
 use miniserde::json::{self, Value};
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
 use support::sera::{is_used_lock_sql, Outcome, Setup};
-use support::{wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::{wait_until, Server, LONG};
 
 /// A secret in the holder's arguments: it must show nowhere.
 const SECRET: &str = "pw=Hunter2-secret";

@@ -10,10 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::sera::{alive, child_of, is_used_lock_sql, Outcome, Setup};
+use support::{shared_dsn, wait_until, Server, LONG};
 
 /// A job whose worker runs below the command, in one of the shapes users
 /// write, with a mutual-exclusion probe.
@@ -160,12 +158,7 @@ impl Job {
     /// How many sessions wait in GET_LOCK for this job's lock (sera sends
     /// the name hex-encoded, and LIKE here ignores case).
     fn waiters_sql(&self) -> String {
-        let line: String = self
-            .command
-            .join(" ")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let line = support::sera::hex(&self.command.join(" "));
         format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
              WHERE STATE = 'User lock' AND INFO LIKE CONCAT('%', HEX(MD5(X'{line}')), '%')"
@@ -384,12 +377,6 @@ fn start_as_pid_1(setup: &Setup, args: &[&str]) -> (Child, u32) {
         "unshare never started sera"
     );
     (unshare, sera.unwrap())
-}
-
-fn child_of(parent: u32) -> Option<u32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
 }
 
 #[test]

@@ -7,9 +7,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::sera::{alive, Outcome, Setup};
-use support::{wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::{wait_until, Server, LONG};
 
 /// A job that logs `+ <ns>` when it starts and `- <ns>` when it ends.
 fn logged_job(setup: &Setup, seconds: &str) -> String {
