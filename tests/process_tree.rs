@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, child_of, is_used_lock_sql, Outcome, Setup};
+use support::sera::{
+    alive, assert_held_for, child_of, is_used_lock_sql, until_exists, Outcome, Setup,
+};
 use support::{shared_dsn, wait_until, Server, LONG};
 
 /// A job whose worker runs below the command, in one of the shapes users
@@ -35,18 +37,15 @@ impl Job {
             &worker,
             format!(
                 "exec >/dev/null 2>&1
-                 flock -n -E 99 {dir}/probe sh -c 'echo $$ >> {dir}/pids; \
-                   while [ ! -e {dir}/done ]; do sleep 0.05; done'
+                 flock -n -E 99 {dir}/probe sh -c 'echo $$ >> {dir}/pids; {until_done}'
                  [ $? = 99 ] && echo overlap >> {dir}/log
                  exit 0\n",
-                dir = dir.display()
+                dir = dir.display(),
+                until_done = until_exists(&dir.join("done"))
             ),
         )
         .unwrap();
-        let until_done = format!(
-            "while [ ! -e {dir}/done ]; do sleep 0.05; done",
-            dir = dir.display()
-        );
+        let until_done = until_exists(&dir.join("done"));
         let command = shape
             .iter()
             .map(|word| {
@@ -143,12 +142,7 @@ impl Job {
 
     /// The lock stays held, checked every 200 ms, for `long`.
     fn assert_held_for(&self, server: &Server, long: Duration) {
-        let since = Instant::now();
-        while since.elapsed() < long {
-            let holder = server.sql(&self.lock_holder_sql());
-            assert_ne!(holder, "NULL", "lost after {:?}", since.elapsed());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert_held_for(server, &self.lock_holder_sql(), long);
     }
 
     fn lock_holder_sql(&self) -> String {

@@ -2,10 +2,12 @@
 //! temp dir, a real process, its exit code, stdout and stderr.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use super::TempDir;
+use std::time::{Duration, Instant};
+
+use super::{Server, TempDir};
 
 #[allow(dead_code)]
 pub struct Setup {
@@ -64,6 +66,25 @@ impl Outcome {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+}
+
+/// A shell loop that holds on (and so holds the lock, as a command under
+/// sera) until `path` exists.
+#[allow(dead_code)]
+pub fn until_exists(path: &Path) -> String {
+    format!("while [ ! -e {} ]; do sleep 0.02; done", path.display())
+}
+
+/// The lock of `lock_sql` (an `is_used_lock_sql`) stays held, checked every
+/// 200 ms, for `long`.
+#[allow(dead_code)]
+pub fn assert_held_for(server: &Server, lock_sql: &str, long: Duration) {
+    let since = Instant::now();
+    while since.elapsed() < long {
+        let holder = server.sql(lock_sql);
+        assert_ne!(holder, "NULL", "lost after {:?}", since.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
