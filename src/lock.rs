@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use crate::md5;
-use crate::mysql::{Conn, Error};
+use crate::mysql::{Conn, Error, Row, UNKNOWN_SYSTEM_VARIABLE};
 use crate::sql;
 
 /// The lock name: hex MD5 of the command and its arguments joined with single
@@ -86,8 +86,8 @@ pub fn acquire(
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
-    let (answer, setup_failed) = ask(conn, &sql, setup, wait).map_err(Refused::Failed)?;
-    match answer.as_deref() {
+    let (row, setup_failed) = ask(conn, &sql, setup, wait).map_err(Refused::Failed)?;
+    match first_value(row).as_deref() {
         Some("1") => Ok(setup_failed),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
@@ -96,14 +96,14 @@ pub fn acquire(
     }
 }
 
-/// Send `sql` (after `setup`, in the same write) and read the one value it
+/// Send `sql` (after `setup`, in the same write) and read the row it
 /// answers, allowing `wait` beyond the usual reply timeout.
 fn ask(
     conn: &mut Conn,
     sql: &str,
     setup: Option<&str>,
     wait: Duration,
-) -> Result<(Option<String>, Option<Error>), Error> {
+) -> Result<(Option<Row>, Option<Error>), Error> {
     let mut setup_failed = None;
     if let Some(setup) = setup {
         conn.send_query_pipelined(setup, sql)?;
@@ -116,7 +116,7 @@ fn ask(
         conn.send_query(sql)?;
     }
     let row = conn.read_row(wait + conn.reply_timeout())?;
-    Ok((first_value(row), setup_failed))
+    Ok((row, setup_failed))
 }
 
 /// `NAME#<kind>1` to `NAME#<kind>N`: the slots of a semaphore (kind "") or
@@ -145,22 +145,137 @@ fn base(name: &str) -> String {
 const SLOT_BEAT: Duration = Duration::from_secs(1);
 
 /// Take the lock, or with slots any free slot, without waiting: Some(the
-/// name now held). `setup` as for `acquire`.
+/// name now held). `setup` as for `acquire`. The same statement asks the
+/// server what it is (`probe`), so that a proxy that routes each statement
+/// on its own cannot send the question to another server than the lock,
+/// and it costs no round trip. A server that refuses the question's form
+/// is asked again with a smaller one, and `probe` remembers which form
+/// worked, for the next session of the run.
 pub fn try_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
     setup: Option<&str>,
-) -> Result<(Option<String>, Option<Error>), Error> {
-    if slots == 1 {
-        // A bare GET_LOCK, the one statement every proxy lets through.
-        return match acquire(conn, name, Duration::ZERO, setup) {
-            Ok(setup_failed) => Ok((Some(name.to_string()), setup_failed)),
-            Err(Refused::TimedOut) => Ok((None, None)),
-            Err(Refused::Failed(e)) => Err(e),
+    probe: &mut Probe,
+) -> Result<FirstTry, Error> {
+    let names = match slots {
+        1 => vec![name.to_string()],
+        _ => numbered(name, "", slots),
+    };
+    // A bare GET_LOCK for the plain lock: with Probe::Bare, the one
+    // statement every proxy lets through.
+    let choice = match slots {
+        1 => format!("GET_LOCK({}, 0)", sql_name(name)),
+        _ => choice_sql(&names),
+    };
+    loop {
+        let sql = format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()));
+        // The setup goes again with every form: it is idempotent, and so
+        // its failure is seen whichever form the server takes.
+        let (row, setup_failed) = match ask(conn, &sql, setup, Duration::ZERO) {
+            Err(Error::Server { code, .. }) if probe.fewer(code).is_some() => {
+                *probe = probe.fewer(code).unwrap_or(Probe::Bare);
+                continue;
+            }
+            result => result?,
         };
+        let mut values = row.unwrap_or_default().into_iter();
+        let answer = values.next().flatten();
+        let server = probe.read(conn.is_mariadb(), values);
+        let held =
+            match (slots, answer.as_deref()) {
+                (1, Some("1")) => Some(name.to_string()),
+                (1, Some("0")) => None,
+                (1, _) => return Err(Error::Protocol(
+                    "GET_LOCK returned NULL (the wait was killed, or the server could not lock)"
+                        .into(),
+                )),
+                (_, answer) => chosen(&names, answer)?,
+            };
+        return Ok(FirstTry {
+            held,
+            setup_failed,
+            server,
+        });
     }
-    try_each(conn, &numbered(name, "", slots), setup)
+}
+
+/// What the first try of a session found.
+#[derive(Debug)]
+pub struct FirstTry {
+    /// The name now held, if any.
+    pub held: Option<String>,
+    /// Why the setup failed, if it did: the lock is taken all the same.
+    pub setup_failed: Option<Error>,
+    /// What the server that answered says of itself.
+    pub server: Granter,
+}
+
+/// Which server variables go with the first try of a session. They differ
+/// between servers, and one that lacks a variable refuses the whole
+/// statement (error 1193) before GET_LOCK runs: so the form steps down, at
+/// the cost of a round trip on such servers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// MariaDB: read_only and wsrep_on (it has no super_read_only);
+    /// MySQL and the rest: read_only and super_read_only.
+    Full,
+    /// read_only alone: MariaDB built without Galera, or MySQL before 5.7.8.
+    ReadOnly,
+    /// Nothing but GET_LOCK: Vitess and proxies that refuse the columns.
+    Bare,
+}
+
+impl Probe {
+    fn columns(self, mariadb: bool) -> &'static str {
+        match (self, mariadb) {
+            (Probe::Full, true) => ", @@global.read_only, @@global.wsrep_on",
+            (Probe::Full, false) => ", @@global.read_only, @@global.super_read_only",
+            (Probe::ReadOnly, _) => ", @@global.read_only",
+            (Probe::Bare, _) => "",
+        }
+    }
+
+    /// The form to try after the server answered error `code` to this one.
+    fn fewer(self, code: u16) -> Option<Probe> {
+        match (self, code) {
+            (Probe::Full, UNKNOWN_SYSTEM_VARIABLE) => Some(Probe::ReadOnly),
+            // A proxy may refuse the columns with a code of its own.
+            (Probe::Full | Probe::ReadOnly, _) => Some(Probe::Bare),
+            (Probe::Bare, _) => None,
+        }
+    }
+
+    fn read(self, mariadb: bool, mut values: impl Iterator<Item = Option<String>>) -> Granter {
+        let mut on = || {
+            let value = values.next().flatten().unwrap_or_default();
+            value == "1" || value.eq_ignore_ascii_case("ON")
+        };
+        let mut server = Granter::default();
+        if self == Probe::Bare {
+            return server;
+        }
+        if on() {
+            server.read_only = Some("read_only");
+        }
+        match (self, mariadb) {
+            (Probe::Full, true) => server.galera = on(),
+            (Probe::Full, false) if on() => server.read_only = Some("super_read_only"),
+            _ => {}
+        }
+        server
+    }
+}
+
+/// What the server that answered the first try says of itself, as far as
+/// the probe asked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Granter {
+    /// The variable that makes it read-only (`read_only` or
+    /// `super_read_only`), if one is ON: a replica, most likely.
+    pub read_only: Option<&'static str>,
+    /// `wsrep_on` is ON: a Galera node, where a user lock is local to it.
+    pub galera: bool,
 }
 
 /// Wait up to `wait` for the lock, or with slots for any slot: Ok(the name
@@ -239,18 +354,28 @@ pub fn try_each(
     names: &[String],
     setup: Option<&str>,
 ) -> Result<(Option<String>, Option<Error>), Error> {
+    let sql = format!("SELECT {}", choice_sql(names));
+    let (row, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
+    Ok((chosen(names, first_value(row).as_deref())?, setup_failed))
+}
+
+/// `CASE WHEN GET_LOCK(a, 0) = 1 THEN 0 WHEN ... END`.
+fn choice_sql(names: &[String]) -> String {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
         .collect();
-    let sql = format!("SELECT CASE {} END", cases.join(" "));
-    let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
+    format!("CASE {} END", cases.join(" "))
+}
+
+/// The name the CASE of `choice_sql` answered with, if any.
+fn chosen(names: &[String], answer: Option<&str>) -> Result<Option<String>, Error> {
     let Some(answer) = answer else {
-        return Ok((None, setup_failed));
+        return Ok(None);
     };
     match answer.parse::<usize>().ok().and_then(|i| names.get(i)) {
-        Some(name) => Ok((Some(name.clone()), setup_failed)),
+        Some(name) => Ok(Some(name.clone())),
         None => Err(Error::Protocol(format!(
             "the server answered {answer:?} to a choice of {} locks",
             names.len()

@@ -196,6 +196,7 @@ fn take_lock(
         deadline,
         settings: &plan.settings,
         setup: keep_session.as_deref(),
+        allow_read_only: plan.config.allow_read_only,
         reporter,
     };
     let turn = room::take_lock(conn, &asking, reconnect)

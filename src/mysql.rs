@@ -52,6 +52,9 @@ pub const ACCESS_DENIED: u16 = 1045;
 pub const UNKNOWN_DATABASE: u16 = 1049;
 /// "This version does not yet support": some Galera builds, for GET_LOCK.
 pub const NOT_SUPPORTED_YET: u16 = 1235;
+/// "Unknown system variable": a server without `super_read_only` or
+/// `wsrep_on`, asked for it along with the first GET_LOCK.
+pub const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 
 /// Why a conversation with the server failed.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::Args;
 use crate::duration::seconds;
-use crate::lock::{self, Refused};
+use crate::lock::{self, FirstTry, Granter, Probe, Refused};
 use crate::mysql::{self, Conn, Error};
 use crate::report::Reporter;
 use crate::settings::Settings;
@@ -127,6 +127,9 @@ pub enum NoTurn {
     LockFailed(Error),
     /// Reconnecting from outside the room failed.
     ConnectFailed(Error),
+    /// The server that answered is no place for this lock: read-only (a
+    /// replica) or a Galera node. The lock, if taken, was given back.
+    WrongServer(Granter),
 }
 
 /// What `take_lock` needs to know about the run.
@@ -138,6 +141,8 @@ pub struct Asking<'a> {
     pub settings: &'a Settings,
     /// Sent with every first try of a session: `lock::keep_session_sql`.
     pub setup: Option<&'a str>,
+    /// The config's `allow_read_only`: a read-only lock server is meant.
+    pub allow_read_only: bool,
     pub reporter: &'a Reporter,
 }
 
@@ -158,16 +163,29 @@ pub fn take_lock(
         deadline,
         settings,
         setup,
+        allow_read_only,
         reporter,
     } = *asking;
     let slots = settings.slots();
     let mut backoff = Backoff::default();
     let mut first = true;
     let mut was_outside = false;
+    // Which server variables this server lets the first try ask for.
+    let mut probe = Probe::Full;
     loop {
         // Every try is on a new session, which needs the setup too.
-        let (held, setup_failed) =
-            lock::try_take(conn, lock_name, slots, setup).map_err(NoTurn::LockFailed)?;
+        let FirstTry {
+            held,
+            setup_failed,
+            server,
+        } = lock::try_take(conn, lock_name, slots, setup, &mut probe)
+            .map_err(NoTurn::LockFailed)?;
+        // Whether or not the lock was free: a busy lock on a replica is
+        // on the wrong server all the same.
+        if server.galera || (server.read_only.is_some() && !allow_read_only) {
+            conn.quit();
+            return Err(NoTurn::WrongServer(server));
+        }
         if let (Some(e), true) = (setup_failed, first) {
             reporter.warn(&format!(
                 "could not raise the lock session's wait_timeout: {e}; \
