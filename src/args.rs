@@ -82,6 +82,9 @@ options (they stop at <wait-seconds>):
                           when the command exits but leaves processes running:
                           keep the lock until they exit (wait, the default),
                           stop them (term), or release the lock now (ignore)
+  --min-hold DUR          keep the lock at least DUR from when it was taken,
+                          even when the command is done sooner (the clock
+                          skew between hosts that run the same cron job)
   -v, --verbose           progress on stderr
   -h, --help              this text
   -V, --version           the version
@@ -92,7 +95,8 @@ config file (JSON):
     \"syslog\": true,
     \"verbose\": false,
     \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
-    \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
+    \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16, \"min_hold\": \"0s\",
+    \"allow_read_only\": false,
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
@@ -164,7 +168,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 out.command = parser.raw_args().map_err(|e| e.to_string())?.collect();
                 break;
             }
-            // --check-interval, --on-lost, --kill-after, --orphans
+            // --check-interval, --on-lost, --kill-after, --orphans, --min-hold, ...
             Long(flag) => {
                 let flag = flag.to_string();
                 let Some(key) = settings::KEYS.iter().find(|k| k.replace('_', "-") == flag) else {

@@ -67,9 +67,10 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
     };
+    let taken = Instant::now();
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &args, seat.as_deref(), reporter)?;
+    let mut child = spawn(&mut conn, &args, &held, seat.as_deref(), reporter)?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -80,6 +81,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         started: Instant::now(),
     };
     let lost = watch::watch(&mut conn, &mut child, &watching);
+    //    min_hold: a command done sooner keeps the lock that long anyway.
+    if !lost {
+        let until = taken + plan.settings.min_hold();
+        watch::min_hold(&mut conn, &mut child, &watching, until);
+    }
 
     // 7. Release: ending the session frees the lock at once.
     Ok(release(conn, &child, lost, reporter))
@@ -221,14 +227,18 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
     }
 }
 
-/// Step 5: start the command; only then give back the waiting-room seat,
-/// so that the round trip does not delay the command's start.
+/// Step 5: start the command, which finds the name of its lock on the
+/// server in SERA_LOCK_NAME; only then give back the waiting-room seat, so
+/// that the round trip does not delay the command's start.
 fn spawn(
     conn: &mut Conn,
     args: &Args,
+    held: &str,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
+    // Safe: sera never starts a thread, so no one reads the environment now.
+    std::env::set_var("SERA_LOCK_NAME", held);
     let child =
         child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
