@@ -9,8 +9,10 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::dsn::Dsn;
+use crate::duration::left;
 use crate::md5;
 use crate::mysql::{Conn, Error, Row, UNKNOWN_SYSTEM_VARIABLE};
 use crate::sql;
@@ -53,30 +55,28 @@ const LONGEST_IDLE_SECONDS: u32 = 31_536_000;
 /// whose lifeline still lives in the command's tree would all otherwise let
 /// the server free a running command's lock. Variables the DSN sets itself
 /// are the user's choice and stay as they are.
-pub fn keep_session_sql(dsn_vars: &[(String, String)]) -> Option<String> {
+pub fn keep_session_sql(dsn: &Dsn) -> Option<String> {
     let raised: Vec<String> = ["wait_timeout", "interactive_timeout"]
         .iter()
-        .filter(|var| {
-            !dsn_vars
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case(var))
-        })
+        .filter(|var| dsn.session_var(var).is_none())
         .map(|var| format!("{var}={LONGEST_IDLE_SECONDS}"))
         .collect();
     (!raised.is_empty()).then(|| format!("SET SESSION {}", raised.join(", ")))
 }
 
-/// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours.
-///
-/// `setup` (from `keep_session_sql`) goes out in the same write as the
-/// GET_LOCK, so it costs no round trip of its own. If only the setup fails,
-/// the lock is still taken and the server's reason comes back in the Ok.
-pub fn acquire(
-    conn: &mut Conn,
-    name: &str,
-    wait: Duration,
-    setup: Option<&str>,
-) -> Result<Option<Error>, Refused> {
+/// What a try that does not wait found: the name now held, if any; and,
+/// when the `keep_session` statement went with it, the server's reason if
+/// it refused that statement (the lock is taken all the same); and, on the
+/// first try of a session, what the server says of itself.
+pub struct Tried {
+    pub held: Option<String>,
+    pub keep_session_refused: Option<Error>,
+    pub server: Granter,
+}
+
+/// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours. (A session's
+/// first try, with `keep_session`, is `try_take`'s.)
+fn acquire(conn: &mut Conn, name: &str, wait: Duration) -> Result<(), Refused> {
     let seconds = if conn.is_mariadb() {
         // Milliseconds, rounded up.
         let ms = wait.as_nanos().div_ceil(1_000_000);
@@ -86,9 +86,9 @@ pub fn acquire(
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
-    let (row, setup_failed) = ask(conn, &sql, setup, wait).map_err(Refused::Failed)?;
+    let (row, _) = ask(conn, &sql, None, wait).map_err(Refused::Failed)?;
     match first_value(row).as_deref() {
-        Some("1") => Ok(setup_failed),
+        Some("1") => Ok(()),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),
@@ -96,19 +96,20 @@ pub fn acquire(
     }
 }
 
-/// Send `sql` (after `setup`, in the same write) and read the row it
-/// answers, allowing `wait` beyond the usual reply timeout.
+/// Send `sql` (after `keep_session`, in the same write) and read the row
+/// it answers, allowing `wait` beyond the usual reply timeout; and the
+/// server's refusal of `keep_session`, if it refused it.
 fn ask(
     conn: &mut Conn,
     sql: &str,
-    setup: Option<&str>,
+    keep_session: Option<&str>,
     wait: Duration,
 ) -> Result<(Option<Row>, Option<Error>), Error> {
-    let mut setup_failed = None;
-    if let Some(setup) = setup {
-        conn.send_query_pipelined(setup, sql)?;
+    let mut keep_session_refused = None;
+    if let Some(keep_session) = keep_session {
+        conn.send_query_pipelined(keep_session, sql)?;
         match conn.read_done(conn.reply_timeout()) {
-            Err(e @ Error::Server { .. }) => setup_failed = Some(e),
+            Err(e @ Error::Server { .. }) => keep_session_refused = Some(e),
             Err(e) => return Err(e),
             Ok(()) => {}
         }
@@ -116,7 +117,17 @@ fn ask(
         conn.send_query(sql)?;
     }
     let row = conn.read_row(wait + conn.reply_timeout())?;
-    Ok((row, setup_failed))
+    Ok((row, keep_session_refused))
+}
+
+/// The names of the lock's slots: one slot is the plain lock, the bare
+/// name, which is what an application's `GET_LOCK('NAME', ...)` and the Go
+/// sera take; more are `NAME#1` to `NAME#N`.
+pub fn slot_names(name: &str, slots: u32) -> Vec<String> {
+    match slots {
+        1 => vec![name.to_string()],
+        _ => numbered(name, "", slots),
+    }
 }
 
 /// `NAME#<kind>1` to `NAME#<kind>N`: the slots of a semaphore (kind "") or
@@ -144,35 +155,33 @@ fn base(name: &str) -> String {
 /// all of them again: a slot freed elsewhere stays unused at most this long.
 const SLOT_BEAT: Duration = Duration::from_secs(1);
 
-/// Take the lock, or with slots any free slot, without waiting: Some(the
-/// name now held). `setup` as for `acquire`. The same statement asks the
-/// server what it is (`probe`), so that a proxy that routes each statement
-/// on its own cannot send the question to another server than the lock,
-/// and it costs no round trip. A server that refuses the question's form
-/// is asked again with a smaller one, and `probe` remembers which form
-/// worked, for the next session of the run.
+/// Take the lock, or with slots any free slot, without waiting.
+/// `keep_session` (from `keep_session_sql`) goes out in the same write, so
+/// it costs no round trip of its own. The same statement asks the server what
+/// it is (`probe`), so that a proxy that routes each statement on its own
+/// cannot send the question to another server than the lock, and it costs
+/// no round trip. A server that refuses the question's form is asked again
+/// with a smaller one, and `probe` remembers which form worked, for the
+/// next session of the run.
 pub fn try_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
-    setup: Option<&str>,
+    keep_session: Option<&str>,
     probe: &mut Probe,
-) -> Result<FirstTry, Error> {
-    let names = match slots {
-        1 => vec![name.to_string()],
-        _ => numbered(name, "", slots),
-    };
-    // A bare GET_LOCK for the plain lock: with Probe::Bare, the one
-    // statement every proxy lets through.
-    let choice = match slots {
-        1 => format!("GET_LOCK({}, 0)", sql_name(name)),
-        _ => choice_sql(&names),
+) -> Result<Tried, Error> {
+    let names = slot_names(name, slots);
+    let choice = match names.as_slice() {
+        // A bare GET_LOCK (with Probe::Bare), the one statement every
+        // proxy lets through.
+        [only] => format!("GET_LOCK({}, 0)", sql_name(only)),
+        all => choice_sql(all),
     };
     loop {
         let sql = format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()));
-        // The setup goes again with every form: it is idempotent, and so
-        // its failure is seen whichever form the server takes.
-        let (row, setup_failed) = match ask(conn, &sql, setup, Duration::ZERO) {
+        // keep_session goes again with every form: it is idempotent, and so
+        // its refusal is seen whichever form the server takes.
+        let (row, keep_session_refused) = match ask(conn, &sql, keep_session, Duration::ZERO) {
             Err(Error::Server { code, .. }) if probe.fewer(code).is_some() => {
                 *probe = probe.fewer(code).unwrap_or(Probe::Bare);
                 continue;
@@ -183,32 +192,21 @@ pub fn try_take(
         let answer = values.next().flatten();
         let server = probe.read(conn.is_mariadb(), values);
         let held =
-            match (slots, answer.as_deref()) {
-                (1, Some("1")) => Some(name.to_string()),
-                (1, Some("0")) => None,
-                (1, _) => return Err(Error::Protocol(
+            match (names.as_slice(), answer.as_deref()) {
+                ([only], Some("1")) => Some(only.clone()),
+                ([_], Some("0")) => None,
+                ([_], _) => return Err(Error::Protocol(
                     "GET_LOCK returned NULL (the wait was killed, or the server could not lock)"
                         .into(),
                 )),
-                (_, answer) => chosen(&names, answer)?,
+                (all, answer) => chosen(all, answer)?,
             };
-        return Ok(FirstTry {
+        return Ok(Tried {
             held,
-            setup_failed,
+            keep_session_refused,
             server,
         });
     }
-}
-
-/// What the first try of a session found.
-#[derive(Debug)]
-pub struct FirstTry {
-    /// The name now held, if any.
-    pub held: Option<String>,
-    /// Why the setup failed, if it did: the lock is taken all the same.
-    pub setup_failed: Option<Error>,
-    /// What the server that answered says of itself.
-    pub server: Granter,
 }
 
 /// Which server variables go with the first try of a session. They differ
@@ -246,6 +244,7 @@ impl Probe {
         }
     }
 
+    /// The answers to `columns`, in their order.
     fn read(self, mariadb: bool, mut values: impl Iterator<Item = Option<String>>) -> Granter {
         let mut on = || {
             let value = values.next().flatten().unwrap_or_default();
@@ -278,39 +277,41 @@ pub struct Granter {
     pub galera: bool,
 }
 
-/// Wait up to `wait` for the lock, or with slots for any slot: Ok(the name
-/// now held).
+/// Wait until `deadline` for the lock, or with slots for any slot: Ok(the
+/// name now held).
 pub fn wait_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<String, Refused> {
-    match slots {
-        1 => acquire(conn, name, wait, None).map(|_| name.to_string()),
-        _ => acquire_slot(conn, name, slots, wait),
+    match slot_names(name, slots).as_slice() {
+        [only] => acquire(conn, only, left(deadline)).map(|_| only.clone()),
+        all => acquire_slot(conn, name, all, deadline),
     }
 }
 
-/// Take one of the semaphore's slots, waiting up to `wait`. A free slot is
-/// taken at once. Otherwise only the first waiter in line, who holds the
-/// turnstile, waits on the server, on one slot at a time; the others wait on
-/// the turnstile. So a full semaphore costs the server one blocked query per
-/// waiter and one more per second, and nobody polls.
+/// Take one of the semaphore's slots (`slot_names`, of the lock `name`),
+/// waiting until `deadline`. A free slot is taken at once. Otherwise only
+/// the first waiter in line, who holds the turnstile, waits on the server,
+/// on one slot at a time; the others wait on the turnstile. So a full
+/// semaphore costs the server one blocked query per waiter and one more per
+/// second, and nobody polls.
 fn acquire_slot(
     conn: &mut Conn,
     name: &str,
-    slots: u32,
-    wait: Duration,
+    slot_names: &[String],
+    deadline: Instant,
 ) -> Result<String, Refused> {
-    let deadline = std::time::Instant::now() + wait;
-    let left = || deadline.saturating_duration_since(std::time::Instant::now());
-    let (turnstile, slot_names) = (turnstile(name), numbered(name, "", slots));
-    if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
+    let turnstile = turnstile(name);
+    if let Some(slot) = try_each(conn, slot_names, None)
+        .map_err(Refused::Failed)?
+        .held
+    {
         return Ok(slot);
     }
-    acquire(conn, &turnstile, left(), None)?;
-    let taken = wait_in_line(conn, &slot_names, left);
+    acquire(conn, &turnstile, left(deadline))?;
+    let taken = wait_in_line(conn, slot_names, deadline);
     // Let the next waiter up to the front, whatever happened here. (If
     // this fails, the session is gone, and the turnstile with it.)
     let _ = release(conn, &turnstile);
@@ -322,18 +323,21 @@ fn acquire_slot(
 fn wait_in_line(
     conn: &mut Conn,
     slot_names: &[String],
-    left: impl Fn() -> Duration,
+    deadline: Instant,
 ) -> Result<String, Refused> {
     let mut next = 0;
     loop {
-        if let (Some(slot), _) = try_each(conn, slot_names, None).map_err(Refused::Failed)? {
+        if let Some(slot) = try_each(conn, slot_names, None)
+            .map_err(Refused::Failed)?
+            .held
+        {
             return Ok(slot);
         }
-        if left().is_zero() {
+        if left(deadline).is_zero() {
             return Err(Refused::TimedOut);
         }
         let slot = &slot_names[next % slot_names.len()];
-        match acquire(conn, slot, left().min(SLOT_BEAT), None) {
+        match acquire(conn, slot, left(deadline).min(SLOT_BEAT)) {
             Ok(_) => return Ok(slot.clone()),
             Err(Refused::TimedOut) => next += 1,
             Err(e) => return Err(e),
@@ -348,15 +352,20 @@ pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
 }
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
-/// GET_LOCK that answers 1, so at most one lock is taken. Its name, if any.
+/// GET_LOCK that answers 1, so at most one lock is taken. `keep_session` as
+/// for `try_take`.
 pub fn try_each(
     conn: &mut Conn,
     names: &[String],
-    setup: Option<&str>,
-) -> Result<(Option<String>, Option<Error>), Error> {
+    keep_session: Option<&str>,
+) -> Result<Tried, Error> {
     let sql = format!("SELECT {}", choice_sql(names));
-    let (row, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
-    Ok((chosen(names, first_value(row).as_deref())?, setup_failed))
+    let (row, keep_session_refused) = ask(conn, &sql, keep_session, Duration::ZERO)?;
+    Ok(Tried {
+        held: chosen(names, first_value(row).as_deref())?,
+        keep_session_refused,
+        server: Granter::default(),
+    })
 }
 
 /// `CASE WHEN GET_LOCK(a, 0) = 1 THEN 0 WHEN ... END`.
@@ -369,7 +378,7 @@ fn choice_sql(names: &[String]) -> String {
     format!("CASE {} END", cases.join(" "))
 }
 
-/// The name the CASE of `choice_sql` answered with, if any.
+/// The name that the CASE of `choice_sql` answered with, if any.
 fn chosen(names: &[String], answer: Option<&str>) -> Result<Option<String>, Error> {
     let Some(answer) = answer else {
         return Ok(None);
@@ -407,6 +416,7 @@ pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'stati
 
 fn host_name() -> String {
     let mut buf = [0u8; 256];
+    // SAFETY: buf is a live buffer of the length given.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     match ok {

@@ -5,6 +5,7 @@
 //! it in order.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Instant;
 
 use sera::args::{self, Args, Request};
@@ -12,12 +13,12 @@ use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
 use sera::lock;
-use sera::mysql::{self, Conn};
+use sera::mysql::Conn;
 use sera::report::{exit, say, Failure, Reporter};
-use sera::room::{self, Asking, Turn};
+use sera::room::{self, Asking, Connector, Turn};
 use sera::settings::Settings;
 use sera::status;
-use sera::watch::{self, Watching};
+use sera::watch::{self, Ending, Watching};
 
 fn main() {
     let mut reporter = Reporter::stderr_only();
@@ -43,34 +44,37 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     //    and the flags make of this run.
     let plan = configure(&args, reporter)?;
 
-    // Before connecting: a command that cannot start is 203 now, not after
-    // a wait for a lock it could not use. (`status` runs no command.)
-    if status.is_none() {
-        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
+    // `sera status` only looks: it connects, asks who holds the lock, and
+    // says so.
+    let deadline = Instant::now() + args.wait;
+    if let Some(json) = status {
+        return look(&plan, deadline, json, reporter);
     }
+
+    // Before connecting: a command that cannot start is 203 now, not after
+    // a wait for a lock it could not use.
+    let program =
+        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
 
     // 3. Connect: one dedicated connection, for this run only.
     //    It tells the server who it is, for `sera status` to show others.
     //    A server that has reached max_connections is waited out, with the
     //    rest of the herd, as long as <wait> allows.
-    let deadline = Instant::now() + args.wait;
-    let about = lock::introduction(&plan.lock_name, status.is_none().then(|| &args.command[0]));
+    let about = lock::introduction(&plan.lock_name, Some(&args.command[0]));
     let connect = || Conn::connect_as(&plan.config.server, &about);
-    let mut conn = connect_within(&connect, &plan.config, deadline, reporter)?;
-    // `sera status` stops here: it only looks.
-    if let Some(json) = status {
-        return status::show_status(conn, &plan.lock_name, plan.settings.slots(), json);
-    }
+    let mut connector = Connector::new(&connect, deadline);
+    let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
     // 4. Lock, or wait for whoever holds it.
-    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &connect, reporter)? {
+    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)?
+    {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
     };
     let taken = Instant::now();
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &args, &held, seat.as_deref(), reporter)?;
+    let mut child = spawn(&mut conn, &program, &args, &held, seat.as_deref(), reporter)?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -80,15 +84,15 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         reporter,
         started: Instant::now(),
     };
-    let lost = watch::watch(&mut conn, &mut child, &watching);
+    let ending = watch::watch(&mut conn, &mut child, &watching);
     //    min_hold: a command done sooner keeps the lock that long anyway.
-    if !lost {
+    if let Ending::Exited { .. } = ending {
         let until = taken + plan.settings.min_hold();
         watch::min_hold(&mut conn, &mut child, &watching, until);
     }
 
     // 7. Release: ending the session frees the lock at once.
-    Ok(release(conn, &child, lost, reporter))
+    Ok(release(conn, ending, reporter))
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has
@@ -157,14 +161,23 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
     })
 }
 
+/// `sera status`: step 3, then who holds the lock, on stdout.
+fn look(plan: &Plan, deadline: Instant, json: bool, reporter: &Reporter) -> Result<i32, Failure> {
+    let about = lock::introduction(&plan.lock_name, None);
+    let connect = || Conn::connect_as(&plan.config.server, &about);
+    let mut connector = Connector::new(&connect, deadline);
+    let conn = connect_within(&mut connector, &plan.config, reporter)?;
+    status::show_status(conn, &plan.lock_name, plan.settings.slots(), json)
+}
+
 /// Step 3: the run's one connection.
 fn connect_within(
-    connect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    connector: &mut Connector,
     config: &Config,
-    deadline: Instant,
     reporter: &Reporter,
 ) -> Result<Conn, Failure> {
-    let conn = room::connect(connect, &mut room::Backoff::default(), deadline)
+    let conn = connector
+        .connect()
         .map_err(|e| connect_failure(config, e))?;
     reporter.progress(&format!(
         "connected to {} ({}) as connection {}",
@@ -184,7 +197,7 @@ fn take_lock(
     plan: &Plan,
     args: &Args,
     deadline: Instant,
-    reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    connector: &mut Connector,
     reporter: &Reporter,
 ) -> Result<Turn, Failure> {
     let dsn_wait_timeout = plan.config.server.session_var("wait_timeout");
@@ -195,17 +208,17 @@ fn take_lock(
         reporter.warn(&warning);
     }
     let asked = Instant::now();
-    let keep_session = lock::keep_session_sql(&plan.config.server.session_vars);
+    let keep_session = lock::keep_session_sql(&plan.config.server);
     let asking = Asking {
         lock_name: &plan.lock_name,
         args,
         deadline,
         settings: &plan.settings,
-        setup: keep_session.as_deref(),
+        keep_session: keep_session.as_deref(),
         allow_read_only: plan.config.allow_read_only,
         reporter,
     };
-    let turn = room::take_lock(conn, &asking, reconnect)
+    let turn = room::take_lock(conn, &asking, connector)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
     if let Turn::Ours { held, .. } = &turn {
         reporter.event(&format!(
@@ -232,15 +245,17 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
 /// that the round trip does not delay the command's start.
 fn spawn(
     conn: &mut Conn,
+    program: &Path,
     args: &Args,
     held: &str,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
-    // Safe: sera never starts a thread, so no one reads the environment now.
+    // Sound: sera never starts a thread, so no one reads the environment now.
     std::env::set_var("SERA_LOCK_NAME", held);
-    let child =
-        child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
+    // SAFETY: sera never starts a thread.
+    let child = unsafe { child::spawn(program, &args.command, conn.raw_fd()) }
+        .map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
         reporter.warn(&format!(
             "could not give back the waiting-room seat {}: {e}",
@@ -251,13 +266,15 @@ fn spawn(
 }
 
 /// Step 7: end the session, which frees the lock, and say how the run ends.
-fn release(mut conn: Conn, child: &Child, lost: bool, reporter: &Reporter) -> i32 {
+fn release(mut conn: Conn, ending: Ending, reporter: &Reporter) -> i32 {
     conn.quit();
-    if lost {
-        return exit::LOCK_LOST;
+    match ending {
+        Ending::LockLost => exit::LOCK_LOST,
+        Ending::Exited { status } => {
+            reporter.progress("released the lock");
+            child::exit_code(status)
+        }
     }
-    reporter.progress("released the lock");
-    child.status.map_or(exit::LOCK_LOST, child::exit_code)
 }
 
 /// The command as one line, for logs; the lock name is the MD5 of this.

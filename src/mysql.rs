@@ -448,7 +448,7 @@ impl Conn {
             return Err(protocol("TLS is only for TCP connections"));
         };
         let tcp = tcp.try_clone()?;
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = crate::duration::left(deadline);
         tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let mut tls = crate::tls::start(dsn, host, tcp).map_err(Error::Protocol)?;
         crate::tls::handshake(&mut tls).map_err(|e| match crate::tls::explain(&e, host) {
@@ -698,7 +698,7 @@ impl Conn {
     fn fill_to(&mut self, want: usize, deadline: Instant) -> Result<(), Error> {
         let mut chunk = [0u8; 4096];
         while self.inbox.len() < want {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::duration::left(deadline);
             if left.is_zero() {
                 return Err(Error::Timeout);
             }
