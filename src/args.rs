@@ -4,7 +4,7 @@
 //! command on is passed verbatim: `sera 5 ls -la` never treats `-la` as ours.
 //! The flags and `--` placement are those of the Go sera.
 //!
-//! `sera [options] status [--name NAME | <command> [args...]] [--json]`
+//! `sera [options] status [--name NAME | <command> [args...] | --all] [--json]`
 //! asks who holds a lock instead: a wait time is never `status`, so the two
 //! cannot be confused.
 
@@ -35,10 +35,19 @@ pub enum Request {
     /// Who holds the lock named by `args.name`, or the command's.
     Status {
         args: Args,
-        json: bool,
+        look: Look,
     },
     Help,
     Version,
+}
+
+/// What `sera status` shows, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Look {
+    /// One JSON object instead of lines.
+    pub json: bool,
+    /// `--all`: every lock a sera holds on the server, not one lock.
+    pub all: bool,
 }
 
 pub const USAGE: &str = "usage: sera [options] [--] <wait-seconds> <command> [args...]";
@@ -50,6 +59,7 @@ so that it never runs twice at once anywhere in the cluster.
 
 usage: sera [options] [--] <wait-seconds> <command> [args...]
        sera [options] status [--name NAME | <command> [args...]] [--json]
+       sera [options] status --all [--json]
 
   <wait-seconds>  how long to wait for the lock: 0 tries once; 0.5 is allowed
   <command>       run with its arguments, stdin, stdout, stderr, terminal,
@@ -58,7 +68,9 @@ usage: sera [options] [--] <wait-seconds> <command> [args...]
                   --name gives it.
   status          say whether the lock (of --name, or of the command) is
                   free (exit 0) or held (exit 1), and by whom; --json for
-                  one JSON object
+                  one JSON object; --all: every lock a sera holds on the
+                  server (needs performance_schema, or MariaDB's
+                  metadata_lock_info plugin)
 
 options (they stop at <wait-seconds>):
   --name NAME             the lock is exactly NAME (1 to 64 characters), so
@@ -128,8 +140,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
     let mut parser = lexopt::Parser::from_args(args);
     let mut out = Args::default();
     let mut wait = None;
-    // Some(json) once the word `status` was read.
-    let mut status: Option<bool> = None;
+    // Some once the word `status` was read.
+    let mut status: Option<Look> = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("name") => {
@@ -143,9 +155,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 }
                 out.name = Some(name);
             }
-            Long("json") if status.is_some() => status = Some(true),
+            Long("json") if status.is_some() => status = status.map(|l| Look { json: true, ..l }),
+            Long("all") if status.is_some() => status = status.map(|l| Look { all: true, ..l }),
             Value(value) if status.is_none() && wait.is_none() && value == "status" => {
-                status = Some(false)
+                status = Some(Look::default())
             }
             Value(value) if status.is_some() => {
                 out.command = std::iter::once(value)
@@ -182,14 +195,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    if let Some(json) = status {
+    if let Some(look) = status {
+        if look.all && (out.name.is_some() || !out.command.is_empty()) {
+            return Err("status --all lists every lock: no --name or command with it".into());
+        }
+        if look.all {
+            return Ok(Request::Status { args: out, look });
+        }
         if out.name.is_none() && out.command.is_empty() {
             return Err("status: name the lock with --name NAME or by its command".into());
         }
         if out.name.is_some() && !out.command.is_empty() {
             return Err("status: --name or a command, not both".into());
         }
-        return Ok(Request::Status { args: out, json });
+        return Ok(Request::Status { args: out, look });
     }
     out.wait = wait.ok_or("missing the wait time and the command")?;
     if out.command.is_empty() {
@@ -289,16 +308,33 @@ mod tests {
         assert!(run(&["--name", &"é".repeat(64), "5", "x"]).is_ok());
         let status = |args: &[&str]| parse(args.iter().map(OsString::from));
         match status(&["status", "--json", "backup.sh", "--json"]) {
-            Ok(Request::Status { args, json }) => {
-                assert!(json);
+            Ok(Request::Status { args, look }) => {
+                assert!(look.json && !look.all);
                 assert_eq!(args.command, ["backup.sh", "--json"]);
             }
             _ => panic!("not a status request"),
         }
         assert!(matches!(
             status(&["--config", "f", "status", "--name", "n"]),
-            Ok(Request::Status { json: false, .. })
+            Ok(Request::Status {
+                look: Look {
+                    json: false,
+                    all: false
+                },
+                ..
+            })
         ));
+        assert!(matches!(
+            status(&["status", "--all", "--json"]),
+            Ok(Request::Status {
+                look: Look {
+                    json: true,
+                    all: true
+                },
+                ..
+            })
+        ));
+        assert!(status(&["status", "--all", "--name", "n"]).is_err());
         assert!(status(&["status"]).is_err());
         assert!(status(&["status", "--name", "n", "cmd"]).is_err());
         // A command called `status` still runs after a wait time.

@@ -396,7 +396,11 @@ fn chosen(names: &[String], answer: Option<&str>) -> Result<Option<String>, Erro
 /// attributes, for `holder` to read back: its host, the command's program
 /// (never its arguments, which may hold secrets), the lock, and when it
 /// connected. Short values: servers keep only the first 512 bytes or so.
-pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'static str, String)> {
+pub fn introduction(
+    lock_name: &str,
+    slots: u32,
+    program: Option<&OsString>,
+) -> Vec<(&'static str, String)> {
     let connected_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -405,6 +409,10 @@ pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'stati
         ("sera_lock", lock_name.to_string()),
         ("sera_connected_at", connected_at.to_string()),
     ];
+    // For `sera status --all` to know which names a semaphore's sera may hold.
+    if slots > 1 {
+        about.push(("sera_slots", slots.to_string()));
+    }
     if let Some(program) = program {
         let path = std::path::Path::new(program);
         let name = path.file_name().unwrap_or(program.as_os_str());

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
-use sera::args::{self, Args, Request};
+use sera::args::{self, Args, Look, Request};
 use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
@@ -47,8 +47,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     // `sera status` only looks: it connects, asks who holds the lock, and
     // says so.
     let deadline = Instant::now() + args.wait;
-    if let Some(json) = status {
-        return look(&plan, deadline, json, reporter);
+    if let Some(how) = status {
+        return look(&plan, deadline, how, reporter);
     }
 
     // Before connecting: a command that cannot start is 203 now, not after
@@ -60,7 +60,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     //    It tells the server who it is, for `sera status` to show others.
     //    A server that has reached max_connections is waited out, with the
     //    rest of the herd, as long as <wait> allows.
-    let about = lock::introduction(&plan.lock_name, Some(&args.command[0]));
+    let about = lock::introduction(
+        &plan.lock_name,
+        plan.settings.slots(),
+        Some(&args.command[0]),
+    );
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
@@ -96,11 +100,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has
-/// been answered; the Some(json) beside the arguments is `sera status`.
-fn arguments() -> Result<Option<(Args, Option<bool>)>, Failure> {
+/// been answered; the Some(Look) beside the arguments is `sera status`.
+fn arguments() -> Result<Option<(Args, Option<Look>)>, Failure> {
     match args::parse(std::env::args_os().skip(1)) {
         Ok(Request::Run(args)) => Ok(Some((args, None))),
-        Ok(Request::Status { args, json }) => Ok(Some((args, Some(json)))),
+        Ok(Request::Status { args, look }) => Ok(Some((args, Some(look)))),
         Ok(Request::Help) => {
             say(args::HELP);
             Ok(None)
@@ -162,12 +166,15 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
 }
 
 /// `sera status`: step 3, then who holds the lock, on stdout.
-fn look(plan: &Plan, deadline: Instant, json: bool, reporter: &Reporter) -> Result<i32, Failure> {
-    let about = lock::introduction(&plan.lock_name, None);
+fn look(plan: &Plan, deadline: Instant, how: Look, reporter: &Reporter) -> Result<i32, Failure> {
+    let about = lock::introduction(&plan.lock_name, plan.settings.slots(), None);
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
     let conn = connect_within(&mut connector, &plan.config, reporter)?;
-    status::show_status(conn, &plan.lock_name, plan.settings.slots(), json)
+    match how.all {
+        true => status::show_all(conn, how.json),
+        false => status::show_status(conn, &plan.lock_name, plan.settings.slots(), how.json),
+    }
 }
 
 /// Step 3: the run's one connection.

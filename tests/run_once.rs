@@ -8,6 +8,7 @@ mod support;
 use std::process::Child;
 use std::time::Duration;
 
+use miniserde::json::{self, Value};
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
 use support::sera::{Outcome, Setup};
@@ -256,4 +257,116 @@ fn a_read_only_server_is_refused_unless_allowed() {
     let ran = allowed.run(&["--name", "ro", "5", "sh", "-c", &touch]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(marker.exists(), "allow_read_only lets it run");
+}
+
+/// A sera that holds its lock until the file `go` exists in `setup`'s folder.
+fn hold_until_go(setup: &Setup, args: &[&str]) -> Child {
+    let go = setup.dir.join("go");
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
+    let mut all = args.to_vec();
+    all.extend(["5", "sh", "-c", &script]);
+    setup.command(&all).spawn().unwrap()
+}
+
+fn go(setup: &Setup, seras: Vec<Child>) {
+    std::fs::write(setup.dir.join("go"), "").unwrap();
+    for sera in seras {
+        let out = finish(sera);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+}
+
+#[test]
+fn status_all_lists_every_lock_a_sera_holds_with_performance_schema() {
+    let server = Server::start_with(&["--performance-schema=ON"]);
+    let s = Setup::new(&server.dsn());
+    let none = s.run(&["status", "--all"]);
+    assert_eq!(
+        (none.code, none.stdout.as_str()),
+        (0, "no lock is held by a sera\n"),
+        "{}",
+        none.stderr
+    );
+    // An application's lock is not a sera's; it also takes pool#1, so the
+    // semaphore's sera gets pool#2.
+    let mut app = Conn::connect(&Dsn::parse(&server.dsn()).unwrap()).unwrap();
+    app.query_row(
+        "SELECT GET_LOCK('app-lock', 0), GET_LOCK('pool#1', 0)",
+        LONG,
+    )
+    .unwrap();
+    let reports = hold_until_go(&s, &["--name", "reports"]);
+    let pool = hold_until_go(&s, &["--slots", "3", "--name", "pool"]);
+    assert!(wait_until(LONG, || held(&server, "reports")
+        && server.sql("SELECT IS_USED_LOCK('pool#2')") != "NULL"));
+
+    let all = s.run(&["status", "--all"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let lines: Vec<&str> = all.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", all.stdout);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    for (line, name, sera) in [(lines[0], "pool#2", &pool), (lines[1], "reports", &reports)] {
+        assert!(
+            line.starts_with(&format!("lock {name}: held by connection "))
+                && line.contains(&format!("host {host}, pid {}, running sh", sera.id()))
+                && line.contains("connected at "),
+            "{line}"
+        );
+    }
+
+    let json = s.run(&["status", "--all", "--json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let Ok(Value::Object(top)) = json::from_str::<Value>(&json.stdout) else {
+        panic!("not one JSON object: {}", json.stdout);
+    };
+    let Some(Value::Array(locks)) = top.get("locks") else {
+        panic!("no locks: {}", json.stdout);
+    };
+    let names: Vec<&str> = locks
+        .iter()
+        .filter_map(|lock| match lock {
+            Value::Object(lock) => match lock.get("lock") {
+                Some(Value::String(name)) => Some(name.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["pool#2", "reports"], "{}", json.stdout);
+    go(&s, vec![reports, pool]);
+    app.quit();
+}
+
+#[test]
+fn status_all_without_performance_schema_names_what_to_enable_or_uses_the_plugin() {
+    let server = Server::start();
+    let s = Setup::new(&server.dsn());
+    let out = s.run(&["status", "--all"]);
+    assert_eq!(out.code, 202, "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("sera: cannot list the locks: ")
+            && out.stderr.contains("performance_schema=ON")
+            && out.stderr.contains("metadata_lock_info"),
+        "{}",
+        out.stderr
+    );
+
+    // MariaDB's plugin lists the server's user locks, without attributes.
+    server.sql("INSTALL SONAME 'metadata_lock_info'");
+    let holder = hold_until_go(&s, &["--name", "nightly"]);
+    assert!(wait_until(LONG, || held(&server, "nightly")));
+    let id = server.sql("SELECT IS_USED_LOCK('nightly')");
+    let listed = s.run(&["status", "--all"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.starts_with(&format!(
+            "lock nightly: held by connection {id} (sera@127.0.0.1:"
+        )),
+        "{}",
+        listed.stdout
+    );
+    go(&s, vec![holder]);
 }
