@@ -65,7 +65,8 @@ usage: sera [options] [--] <wait-seconds> <command> [args...]
   <command>       run with its arguments, stdin, stdout, stderr, terminal,
                   environment and signals as they are; its exit status is
                   sera's. The lock is the MD5 of the command line, unless
-                  --name gives it.
+                  --name gives it; the command finds the name held on the
+                  server in $SERA_LOCK_NAME.
   status          say whether the lock (of --name, or of the command) is
                   free (exit 0) or held (exit 1), and by whom; --json for
                   one JSON object; --all: every lock a sera holds on the
@@ -114,14 +115,18 @@ config file (JSON):
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
   $SERA_PASSWORD, if set and not empty, replaces its password (the command
   does not see it). The tls_ files are for tls=true; relative to the
-  config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m.
+  config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m. A read-only
+  lock server (a replica, where a proxy may route SELECT GET_LOCK) or a
+  Galera node is refused (202); allow_read_only: true if the lock server is
+  meant to be read-only.
 
 exit codes:
   the command's own   it ran; its exit status is passed through
   128+N               it was killed by signal N
   200                 config file missing, unreadable or invalid (or a bad DSN)
   201                 bad arguments
-  202                 could not connect, authenticate or lock
+  202                 could not connect, authenticate or lock (or the server
+                      is read-only or a Galera node)
   203                 the command could not be started
   204                 timed out waiting for the lock
   205                 --wait-and-skip --detailed-exit-codes: skipped
