@@ -4,7 +4,7 @@
 //! command on is passed verbatim: `sera 5 ls -la` never treats `-la` as ours.
 //! The flags and `--` placement are those of the Go sera.
 //!
-//! `sera [options] status [--name NAME | <command> [args...]] [--json]`
+//! `sera [options] status [--name NAME | <command> [args...] | --all] [--json]`
 //! asks who holds a lock instead: a wait time is never `status`, so the two
 //! cannot be confused.
 
@@ -35,10 +35,19 @@ pub enum Request {
     /// Who holds the lock named by `args.name`, or the command's.
     Status {
         args: Args,
-        json: bool,
+        look: Look,
     },
     Help,
     Version,
+}
+
+/// What `sera status` shows, and how.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Look {
+    /// One JSON object instead of lines.
+    pub json: bool,
+    /// `--all`: every lock a sera holds on the server, not one lock.
+    pub all: bool,
 }
 
 pub const USAGE: &str = "usage: sera [options] [--] <wait-seconds> <command> [args...]";
@@ -50,15 +59,19 @@ so that it never runs twice at once anywhere in the cluster.
 
 usage: sera [options] [--] <wait-seconds> <command> [args...]
        sera [options] status [--name NAME | <command> [args...]] [--json]
+       sera [options] status --all [--json]
 
   <wait-seconds>  how long to wait for the lock: 0 tries once; 0.5 is allowed
   <command>       run with its arguments, stdin, stdout, stderr, terminal,
                   environment and signals as they are; its exit status is
                   sera's. The lock is the MD5 of the command line, unless
-                  --name gives it.
+                  --name gives it; the command finds the name held on the
+                  server in $SERA_LOCK_NAME.
   status          say whether the lock (of --name, or of the command) is
                   free (exit 0) or held (exit 1), and by whom; --json for
-                  one JSON object
+                  one JSON object; --all: every lock a sera holds on the
+                  server (needs performance_schema, or MariaDB's
+                  metadata_lock_info plugin)
 
 options (they stop at <wait-seconds>):
   --name NAME             the lock is exactly NAME (1 to 64 characters), so
@@ -82,6 +95,9 @@ options (they stop at <wait-seconds>):
                           when the command exits but leaves processes running:
                           keep the lock until they exit (wait, the default),
                           stop them (term), or release the lock now (ignore)
+  --min-hold DUR          keep the lock at least DUR from when it was taken,
+                          even when the command is done sooner (the clock
+                          skew between hosts that run the same cron job)
   -v, --verbose           progress on stderr
   -h, --help              this text
   -V, --version           the version
@@ -92,20 +108,25 @@ config file (JSON):
     \"syslog\": true,
     \"verbose\": false,
     \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
-    \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
+    \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16, \"min_hold\": \"0s\",
+    \"allow_read_only\": false,
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
   $SERA_PASSWORD, if set and not empty, replaces its password (the command
   does not see it). The tls_ files are for tls=true; relative to the
-  config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m.
+  config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m. A read-only
+  lock server (a replica, where a proxy may route SELECT GET_LOCK) or a
+  Galera node is refused (202); allow_read_only: true if the lock server is
+  meant to be read-only.
 
 exit codes:
   the command's own   it ran; its exit status is passed through
   128+N               it was killed by signal N
   200                 config file missing, unreadable or invalid (or a bad DSN)
   201                 bad arguments
-  202                 could not connect, authenticate or lock
+  202                 could not connect, authenticate or lock (or the server
+                      is read-only or a Galera node)
   203                 the command could not be started
   204                 timed out waiting for the lock
   205                 --wait-and-skip --detailed-exit-codes: skipped
@@ -124,8 +145,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
     let mut parser = lexopt::Parser::from_args(args);
     let mut out = Args::default();
     let mut wait = None;
-    // Some(json) once the word `status` was read.
-    let mut status: Option<bool> = None;
+    // Some once the word `status` was read.
+    let mut status: Option<Look> = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("name") => {
@@ -139,9 +160,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 }
                 out.name = Some(name);
             }
-            Long("json") if status.is_some() => status = Some(true),
+            Long("json") if status.is_some() => status = status.map(|l| Look { json: true, ..l }),
+            Long("all") if status.is_some() => status = status.map(|l| Look { all: true, ..l }),
             Value(value) if status.is_none() && wait.is_none() && value == "status" => {
-                status = Some(false)
+                status = Some(Look::default())
             }
             Value(value) if status.is_some() => {
                 out.command = std::iter::once(value)
@@ -165,7 +187,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 break;
             }
             // Every setting (settings::KEYS) is a flag too: --slots, --waiting-room,
-            // --check-interval, --on-lost, --kill-after, --orphans.
+            // --check-interval, --on-lost, --kill-after, --orphans, --min-hold.
             Long(flag) => {
                 let flag = flag.to_string();
                 let Some(key) = settings::KEYS.iter().find(|k| k.replace('_', "-") == flag) else {
@@ -179,14 +201,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    if let Some(json) = status {
+    if let Some(look) = status {
+        if look.all && (out.name.is_some() || !out.command.is_empty()) {
+            return Err("status --all lists every lock: no --name or command with it".into());
+        }
+        if look.all {
+            return Ok(Request::Status { args: out, look });
+        }
         if out.name.is_none() && out.command.is_empty() {
             return Err("status: name the lock with --name NAME or by its command".into());
         }
         if out.name.is_some() && !out.command.is_empty() {
             return Err("status: --name or a command, not both".into());
         }
-        return Ok(Request::Status { args: out, json });
+        return Ok(Request::Status { args: out, look });
     }
     out.wait = wait.ok_or("missing the wait time and the command")?;
     if out.command.is_empty() {
@@ -286,16 +314,33 @@ mod tests {
         assert!(run(&["--name", &"é".repeat(64), "5", "x"]).is_ok());
         let status = |args: &[&str]| parse(args.iter().map(OsString::from));
         match status(&["status", "--json", "backup.sh", "--json"]) {
-            Ok(Request::Status { args, json }) => {
-                assert!(json);
+            Ok(Request::Status { args, look }) => {
+                assert!(look.json && !look.all);
                 assert_eq!(args.command, ["backup.sh", "--json"]);
             }
             _ => panic!("not a status request"),
         }
         assert!(matches!(
             status(&["--config", "f", "status", "--name", "n"]),
-            Ok(Request::Status { json: false, .. })
+            Ok(Request::Status {
+                look: Look {
+                    json: false,
+                    all: false
+                },
+                ..
+            })
         ));
+        assert!(matches!(
+            status(&["status", "--all", "--json"]),
+            Ok(Request::Status {
+                look: Look {
+                    json: true,
+                    all: true
+                },
+                ..
+            })
+        ));
+        assert!(status(&["status", "--all", "--name", "n"]).is_err());
         assert!(status(&["status"]).is_err());
         assert!(status(&["status", "--name", "n", "cmd"]).is_err());
         // A command called `status` still runs after a wait time.

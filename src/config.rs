@@ -24,8 +24,14 @@ pub const DEFAULT_PATH: &str = "/etc/sera.json";
 const MAX_SIZE: u64 = 64 * 1024;
 
 /// The keys sera knows besides the `settings::KEYS`.
-const OWN_KEYS: [&str; 6] = [
-    "server", "syslog", "verbose", "tls_ca", "tls_cert", "tls_key",
+const OWN_KEYS: [&str; 7] = [
+    "server",
+    "syslog",
+    "verbose",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "allow_read_only",
 ];
 
 #[derive(Debug)]
@@ -36,6 +42,8 @@ pub struct Config {
     pub password_from_env: bool,
     pub syslog: bool,
     pub verbose: bool,
+    /// The lock server is meant to be read-only: sera takes locks there.
+    pub allow_read_only: bool,
     /// How to watch the lock and the command's tree, as far as the file says.
     pub settings: Settings,
     /// Things worth a warning that do not stop the run.
@@ -135,6 +143,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         password_from_env,
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
+        allow_read_only: boolean(&root, "allow_read_only")?,
         settings,
         warnings,
     })

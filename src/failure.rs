@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::child;
 use crate::config::Config;
 use crate::duration::seconds;
+use crate::lock::Granter;
 use crate::mysql;
 use crate::report::{exit, Failure};
 use crate::room::NoTurn;
@@ -19,7 +20,39 @@ pub fn no_turn(why: NoTurn, config: &Config, wait: Duration, slots: u32) -> Fail
         NoTurn::TimedOut { holder } => timed_out(wait, slots, holder),
         NoTurn::LockFailed(e) => lock_failure(e),
         NoTurn::ConnectFailed(e) => connect_failure(config, e),
+        NoTurn::WrongServer(server) => wrong_server(config, &server),
     }
+}
+
+/// The server that answered the lock is no place for it: the lock was
+/// given back and the command is not run.
+fn wrong_server(config: &Config, server: &Granter) -> Failure {
+    let address = &config.server.address;
+    if server.galera {
+        return Failure::new(
+            exit::SERVER,
+            "cannot take the lock",
+            format!(
+                "the server {address} is a Galera cluster node (wsrep_on=ON), where \
+                 GET_LOCK is local to the one node: two seras on two nodes would both run"
+            ),
+        )
+        .hint("use --lock-table DB.TABLE, a lock row that the whole cluster sees");
+    }
+    let variable = server.read_only.unwrap_or("read_only");
+    Failure::new(
+        exit::SERVER,
+        "cannot take the lock",
+        format!(
+            "the server {address} is read-only ({variable}=ON): a lock taken there \
+             excludes no one who locks on the primary"
+        ),
+    )
+    .hint(
+        "a proxy that sends SELECT to replicas routes GET_LOCK there too: route the lock \
+         functions to the writer, or set \"allow_read_only\": true if this lock server is \
+         meant to be read-only",
+    )
 }
 
 /// `holder` is looked up only for the plain lock: a semaphore has several.

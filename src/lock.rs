@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::dsn::Dsn;
 use crate::duration::left;
 use crate::md5;
-use crate::mysql::{Conn, Error};
+use crate::mysql::{Conn, Error, Row, UNKNOWN_SYSTEM_VARIABLE};
 use crate::sql;
 
 /// The lock name: hex MD5 of the command and its arguments joined with single
@@ -66,27 +66,17 @@ pub fn keep_session_sql(dsn: &Dsn) -> Option<String> {
 
 /// What a try that does not wait found: the name now held, if any; and,
 /// when the `keep_session` statement went with it, the server's reason if
-/// it refused that statement (the lock is taken all the same).
+/// it refused that statement (the lock is taken all the same); and, on the
+/// first try of a session, what the server says of itself.
 pub struct Tried {
     pub held: Option<String>,
     pub keep_session_refused: Option<Error>,
+    pub server: Granter,
 }
 
-/// The lock is ours; `keep_session_refused` as for `Tried`.
-struct Acquired {
-    keep_session_refused: Option<Error>,
-}
-
-/// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours.
-///
-/// `keep_session` (from `keep_session_sql`) goes out in the same write as
-/// the GET_LOCK, so it costs no round trip of its own.
-fn acquire(
-    conn: &mut Conn,
-    name: &str,
-    wait: Duration,
-    keep_session: Option<&str>,
-) -> Result<Acquired, Refused> {
+/// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours. (A session's
+/// first try, with `keep_session`, is `try_take`'s.)
+fn acquire(conn: &mut Conn, name: &str, wait: Duration) -> Result<(), Refused> {
     let seconds = if conn.is_mariadb() {
         // Milliseconds, rounded up.
         let ms = wait.as_nanos().div_ceil(1_000_000);
@@ -96,12 +86,9 @@ fn acquire(
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
-    let (answer, keep_session_refused) =
-        ask(conn, &sql, keep_session, wait).map_err(Refused::Failed)?;
-    match answer.as_deref() {
-        Some("1") => Ok(Acquired {
-            keep_session_refused,
-        }),
+    let (row, _) = ask(conn, &sql, None, wait).map_err(Refused::Failed)?;
+    match first_value(row).as_deref() {
+        Some("1") => Ok(()),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),
@@ -109,15 +96,15 @@ fn acquire(
     }
 }
 
-/// Send `sql` (after `keep_session`, in the same write) and read the one
-/// value it answers, allowing `wait` beyond the usual reply timeout; and
-/// the server's refusal of `keep_session`, if it refused it.
+/// Send `sql` (after `keep_session`, in the same write) and read the row
+/// it answers, allowing `wait` beyond the usual reply timeout; and the
+/// server's refusal of `keep_session`, if it refused it.
 fn ask(
     conn: &mut Conn,
     sql: &str,
     keep_session: Option<&str>,
     wait: Duration,
-) -> Result<(Option<String>, Option<Error>), Error> {
+) -> Result<(Option<Row>, Option<Error>), Error> {
     let mut keep_session_refused = None;
     if let Some(keep_session) = keep_session {
         conn.send_query_pipelined(keep_session, sql)?;
@@ -130,7 +117,7 @@ fn ask(
         conn.send_query(sql)?;
     }
     let row = conn.read_row(wait + conn.reply_timeout())?;
-    Ok((first_value(row), keep_session_refused))
+    Ok((row, keep_session_refused))
 }
 
 /// The names of the lock's slots: one slot is the plain lock, the bare
@@ -169,28 +156,125 @@ pub(crate) fn base(name: &str) -> String {
 const SLOT_BEAT: Duration = Duration::from_secs(1);
 
 /// Take the lock, or with slots any free slot, without waiting.
-/// `keep_session` as for `acquire`.
+/// `keep_session` (from `keep_session_sql`) goes out in the same write, so
+/// it costs no round trip of its own. The same statement asks the server what
+/// it is (`probe`), so that a proxy that routes each statement on its own
+/// cannot send the question to another server than the lock, and it costs
+/// no round trip. A server that refuses the question's form is asked again
+/// with a smaller one, and `probe` remembers which form worked, for the
+/// next session of the run.
 pub fn try_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
     keep_session: Option<&str>,
+    probe: &mut Probe,
 ) -> Result<Tried, Error> {
-    match slot_names(name, slots).as_slice() {
-        // A bare GET_LOCK, the one statement every proxy lets through.
-        [only] => match acquire(conn, only, Duration::ZERO, keep_session) {
-            Ok(acquired) => Ok(Tried {
-                held: Some(only.clone()),
-                keep_session_refused: acquired.keep_session_refused,
-            }),
-            Err(Refused::TimedOut) => Ok(Tried {
-                held: None,
-                keep_session_refused: None,
-            }),
-            Err(Refused::Failed(e)) => Err(e),
-        },
-        all => try_each(conn, all, keep_session),
+    let names = slot_names(name, slots);
+    let choice = match names.as_slice() {
+        // A bare GET_LOCK (with Probe::Bare), the one statement every
+        // proxy lets through.
+        [only] => format!("GET_LOCK({}, 0)", sql_name(only)),
+        all => choice_sql(all),
+    };
+    loop {
+        let sql = format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()));
+        // keep_session goes again with every form: it is idempotent, and so
+        // its refusal is seen whichever form the server takes.
+        let (row, keep_session_refused) = match ask(conn, &sql, keep_session, Duration::ZERO) {
+            Err(Error::Server { code, .. }) if probe.fewer(code).is_some() => {
+                *probe = probe.fewer(code).unwrap_or(Probe::Bare);
+                continue;
+            }
+            result => result?,
+        };
+        let mut values = row.unwrap_or_default().into_iter();
+        let answer = values.next().flatten();
+        let server = probe.read(conn.is_mariadb(), values);
+        let held =
+            match (names.as_slice(), answer.as_deref()) {
+                ([only], Some("1")) => Some(only.clone()),
+                ([_], Some("0")) => None,
+                ([_], _) => return Err(Error::Protocol(
+                    "GET_LOCK returned NULL (the wait was killed, or the server could not lock)"
+                        .into(),
+                )),
+                (all, answer) => chosen(all, answer)?,
+            };
+        return Ok(Tried {
+            held,
+            keep_session_refused,
+            server,
+        });
     }
+}
+
+/// Which server variables go with the first try of a session. They differ
+/// between servers, and one that lacks a variable refuses the whole
+/// statement (error 1193) before GET_LOCK runs: so the form steps down, at
+/// the cost of a round trip on such servers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// MariaDB: read_only and wsrep_on (it has no super_read_only);
+    /// MySQL and the rest: read_only and super_read_only.
+    Full,
+    /// read_only alone: MariaDB built without Galera, or MySQL before 5.7.8.
+    ReadOnly,
+    /// Nothing but GET_LOCK: Vitess and proxies that refuse the columns.
+    Bare,
+}
+
+impl Probe {
+    fn columns(self, mariadb: bool) -> &'static str {
+        match (self, mariadb) {
+            (Probe::Full, true) => ", @@global.read_only, @@global.wsrep_on",
+            (Probe::Full, false) => ", @@global.read_only, @@global.super_read_only",
+            (Probe::ReadOnly, _) => ", @@global.read_only",
+            (Probe::Bare, _) => "",
+        }
+    }
+
+    /// The form to try after the server answered error `code` to this one.
+    fn fewer(self, code: u16) -> Option<Probe> {
+        match (self, code) {
+            (Probe::Full, UNKNOWN_SYSTEM_VARIABLE) => Some(Probe::ReadOnly),
+            // A proxy may refuse the columns with a code of its own.
+            (Probe::Full | Probe::ReadOnly, _) => Some(Probe::Bare),
+            (Probe::Bare, _) => None,
+        }
+    }
+
+    /// The answers to `columns`, in their order.
+    fn read(self, mariadb: bool, mut values: impl Iterator<Item = Option<String>>) -> Granter {
+        let mut on = || {
+            let value = values.next().flatten().unwrap_or_default();
+            value == "1" || value.eq_ignore_ascii_case("ON")
+        };
+        let mut server = Granter::default();
+        if self == Probe::Bare {
+            return server;
+        }
+        if on() {
+            server.read_only = Some("read_only");
+        }
+        match (self, mariadb) {
+            (Probe::Full, true) => server.galera = on(),
+            (Probe::Full, false) if on() => server.read_only = Some("super_read_only"),
+            _ => {}
+        }
+        server
+    }
+}
+
+/// What the server that answered the first try says of itself, as far as
+/// the probe asked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Granter {
+    /// The variable that makes it read-only (`read_only` or
+    /// `super_read_only`), if one is ON: a replica, most likely.
+    pub read_only: Option<&'static str>,
+    /// `wsrep_on` is ON: a Galera node, where a user lock is local to it.
+    pub galera: bool,
 }
 
 /// Wait until `deadline` for the lock, or with slots for any slot: Ok(the
@@ -202,7 +286,7 @@ pub fn wait_take(
     deadline: Instant,
 ) -> Result<String, Refused> {
     match slot_names(name, slots).as_slice() {
-        [only] => acquire(conn, only, left(deadline), None).map(|_| only.clone()),
+        [only] => acquire(conn, only, left(deadline)).map(|_| only.clone()),
         all => acquire_slot(conn, name, all, deadline),
     }
 }
@@ -226,7 +310,7 @@ fn acquire_slot(
     {
         return Ok(slot);
     }
-    acquire(conn, &turnstile, left(deadline), None)?;
+    acquire(conn, &turnstile, left(deadline))?;
     let taken = wait_in_line(conn, slot_names, deadline);
     // Let the next waiter up to the front, whatever happened here. (If
     // this fails, the session is gone, and the turnstile with it.)
@@ -253,7 +337,7 @@ fn wait_in_line(
             return Err(Refused::TimedOut);
         }
         let slot = &slot_names[next % slot_names.len()];
-        match acquire(conn, slot, left(deadline).min(SLOT_BEAT), None) {
+        match acquire(conn, slot, left(deadline).min(SLOT_BEAT)) {
             Ok(_) => return Ok(slot.clone()),
             Err(Refused::TimedOut) => next += 1,
             Err(e) => return Err(e),
@@ -269,30 +353,38 @@ pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
 /// GET_LOCK that answers 1, so at most one lock is taken. `keep_session` as
-/// for `acquire`.
+/// for `try_take`.
 pub fn try_each(
     conn: &mut Conn,
     names: &[String],
     keep_session: Option<&str>,
 ) -> Result<Tried, Error> {
+    let sql = format!("SELECT {}", choice_sql(names));
+    let (row, keep_session_refused) = ask(conn, &sql, keep_session, Duration::ZERO)?;
+    Ok(Tried {
+        held: chosen(names, first_value(row).as_deref())?,
+        keep_session_refused,
+        server: Granter::default(),
+    })
+}
+
+/// `CASE WHEN GET_LOCK(a, 0) = 1 THEN 0 WHEN ... END`.
+fn choice_sql(names: &[String]) -> String {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
         .collect();
-    let sql = format!("SELECT CASE {} END", cases.join(" "));
-    let (answer, keep_session_refused) = ask(conn, &sql, keep_session, Duration::ZERO)?;
+    format!("CASE {} END", cases.join(" "))
+}
+
+/// The name that the CASE of `choice_sql` answered with, if any.
+fn chosen(names: &[String], answer: Option<&str>) -> Result<Option<String>, Error> {
     let Some(answer) = answer else {
-        return Ok(Tried {
-            held: None,
-            keep_session_refused,
-        });
+        return Ok(None);
     };
     match answer.parse::<usize>().ok().and_then(|i| names.get(i)) {
-        Some(name) => Ok(Tried {
-            held: Some(name.clone()),
-            keep_session_refused,
-        }),
+        Some(name) => Ok(Some(name.clone())),
         None => Err(Error::Protocol(format!(
             "the server answered {answer:?} to a choice of {} locks",
             names.len()
@@ -304,7 +396,11 @@ pub fn try_each(
 /// attributes, for `holder` to read back: its host, the command's program
 /// (never its arguments, which may hold secrets), the lock, and when it
 /// connected. Short values: servers keep only the first 512 bytes or so.
-pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'static str, String)> {
+pub fn introduction(
+    lock_name: &str,
+    slots: u32,
+    program: Option<&OsString>,
+) -> Vec<(&'static str, String)> {
     let connected_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -313,6 +409,10 @@ pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'stati
         ("sera_lock", lock_name.to_string()),
         ("sera_connected_at", connected_at.to_string()),
     ];
+    // For `sera status --all` to know which names a semaphore's sera may hold.
+    if slots > 1 {
+        about.push(("sera_slots", slots.to_string()));
+    }
     if let Some(program) = program {
         let path = std::path::Path::new(program);
         let name = path.file_name().unwrap_or(program.as_os_str());

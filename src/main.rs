@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
-use sera::args::{self, Args, Request};
+use sera::args::{self, Args, Look, Request};
 use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
@@ -47,8 +47,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     // `sera status` only looks: it connects, asks who holds the lock, and
     // says so.
     let deadline = Instant::now() + args.wait;
-    if let Some(json) = status {
-        return look(&plan, deadline, json, reporter);
+    if let Some(how) = status {
+        return look(&plan, deadline, how, reporter);
     }
 
     // Before connecting: a command that cannot start is 203 now, not after
@@ -60,7 +60,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     //    It tells the server who it is, for `sera status` to show others.
     //    A server that has reached max_connections is waited out, with the
     //    rest of the herd, as long as <wait> allows.
-    let about = lock::introduction(&plan.lock_name, Some(&args.command[0]));
+    let about = lock::introduction(
+        &plan.lock_name,
+        plan.settings.slots(),
+        Some(&args.command[0]),
+    );
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
@@ -71,9 +75,10 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
     };
+    let taken = Instant::now();
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &program, &args, seat.as_deref(), reporter)?;
+    let mut child = spawn(&mut conn, &program, &args, &held, seat.as_deref(), reporter)?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -84,17 +89,22 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         started: Instant::now(),
     };
     let ending = watch::watch(&mut conn, &mut child, &watching);
+    //    min_hold: a command done sooner keeps the lock that long anyway.
+    if let Ending::Exited { .. } = ending {
+        let until = taken + plan.settings.min_hold();
+        watch::min_hold(&mut conn, &mut child, &watching, until);
+    }
 
     // 7. Release: ending the session frees the lock at once.
     Ok(release(conn, ending, reporter))
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has
-/// been answered; the Some(json) beside the arguments is `sera status`.
-fn arguments() -> Result<Option<(Args, Option<bool>)>, Failure> {
+/// been answered; the Some(Look) beside the arguments is `sera status`.
+fn arguments() -> Result<Option<(Args, Option<Look>)>, Failure> {
     match args::parse(std::env::args_os().skip(1)) {
         Ok(Request::Run(args)) => Ok(Some((args, None))),
-        Ok(Request::Status { args, json }) => Ok(Some((args, Some(json)))),
+        Ok(Request::Status { args, look }) => Ok(Some((args, Some(look)))),
         Ok(Request::Help) => {
             say(args::HELP);
             Ok(None)
@@ -157,12 +167,15 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
 }
 
 /// `sera status`: step 3, then who holds the lock, on stdout.
-fn look(plan: &Plan, deadline: Instant, json: bool, reporter: &Reporter) -> Result<i32, Failure> {
-    let about = lock::introduction(&plan.lock_name, None);
+fn look(plan: &Plan, deadline: Instant, how: Look, reporter: &Reporter) -> Result<i32, Failure> {
+    let about = lock::introduction(&plan.lock_name, plan.settings.slots(), None);
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
     let conn = connect_within(&mut connector, &plan.config, reporter)?;
-    status::show_status(conn, &plan.lock_name, plan.settings.slots(), json)
+    match how.all {
+        true => status::show_all(conn, how.json),
+        false => status::show_status(conn, &plan.lock_name, plan.settings.slots(), how.json),
+    }
 }
 
 /// Step 3: the run's one connection.
@@ -210,6 +223,7 @@ fn take_lock(
         deadline,
         settings: &plan.settings,
         keep_session: keep_session.as_deref(),
+        allow_read_only: plan.config.allow_read_only,
         reporter,
     };
     let turn = room::take_lock(conn, &asking, connector)
@@ -234,15 +248,19 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
     }
 }
 
-/// Step 5: start the command; only then give back the waiting-room seat,
-/// so that the round trip does not delay the command's start.
+/// Step 5: start the command, which finds the name of its lock on the
+/// server in SERA_LOCK_NAME; only then give back the waiting-room seat, so
+/// that the round trip does not delay the command's start.
 fn spawn(
     conn: &mut Conn,
     program: &Path,
     args: &Args,
+    held: &str,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
+    // Sound: sera never starts a thread, so no one reads the environment now.
+    std::env::set_var("SERA_LOCK_NAME", held);
     // SAFETY: sera never starts a thread.
     let child = unsafe { child::spawn(program, &args.command, conn.raw_fd()) }
         .map_err(|e| cannot_run(&args.command[0], e))?;

@@ -69,6 +69,9 @@ pub const ACCESS_DENIED: u16 = 1045;
 pub const UNKNOWN_DATABASE: u16 = 1049;
 /// "This version does not yet support": some Galera builds, for GET_LOCK.
 pub const NOT_SUPPORTED_YET: u16 = 1235;
+/// "Unknown system variable": a server without `super_read_only` or
+/// `wsrep_on`, asked for it along with the first GET_LOCK.
+pub const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
 
 /// Why a conversation with the server failed.
 #[derive(Debug)]
@@ -313,10 +316,20 @@ impl Conn {
     /// lost: calling it again goes on waiting for the same reply.
     pub fn read_row(&mut self, timeout: Duration) -> Result<Option<Row>, Error> {
         let deadline = Instant::now() + timeout;
-        let (row, end, seq) = self.parse_result(deadline)?;
+        let (rows, end, seq) = self.parse_result(deadline, false)?;
         self.inbox.drain(..end);
         self.seq = seq;
-        Ok(row)
+        Ok(rows.into_iter().next())
+    }
+
+    /// Run a query and return all its rows (within MAX_REPLY), for `sera
+    /// status --all`; the lock itself never needs more than one.
+    pub fn query_rows(&mut self, sql: &str, timeout: Duration) -> Result<Vec<Row>, Error> {
+        self.send_query(sql)?;
+        let (rows, end, seq) = self.parse_result(Instant::now() + timeout, true)?;
+        self.inbox.drain(..end);
+        self.seq = seq;
+        Ok(rows)
     }
 
     /// Read the OK (or error) that answers a statement without rows, such
@@ -733,7 +746,12 @@ impl Conn {
     /// OK packet, or a column count, column definitions, an EOF unless
     /// DEPRECATE_EOF, rows, and a terminator. Returns the first row, where the
     /// result ends, and the next sequence id.
-    fn parse_result(&mut self, deadline: Instant) -> Result<(Option<Row>, usize, u8), Error> {
+    /// The result set's rows: only the first unless `every_row`.
+    fn parse_result(
+        &mut self,
+        deadline: Instant,
+        every_row: bool,
+    ) -> Result<(Vec<Row>, usize, u8), Error> {
         let mut seq = 1u8;
         let mut next = |conn: &mut Conn, at: usize| -> Result<(usize, usize), Error> {
             let range = conn.packet_at(at, seq, deadline)?;
@@ -761,7 +779,7 @@ impl Conn {
         {
             at = next(self, at)?.1;
         }
-        let mut first_row = None;
+        let mut rows = Vec::new();
         loop {
             let (start, end) = next(self, at)?;
             at = end;
@@ -771,11 +789,11 @@ impl Conn {
                 // EOF or OK terminator. A row cannot start with 0xFE here: it
                 // would announce a value of 16 MiB, beyond MAX_REPLY.
                 Some(0xfe) => break,
-                _ if first_row.is_none() => first_row = Some(parse_row(packet, columns)?),
+                _ if every_row || rows.is_empty() => rows.push(parse_row(packet, columns)?),
                 _ => {}
             }
         }
-        Ok((first_row, at, seq))
+        Ok((rows, at, seq))
     }
 }
 

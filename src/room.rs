@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::Args;
 use crate::duration::{left, seconds};
-use crate::lock::{self, Refused};
+use crate::lock::{self, Granter, Probe, Refused};
 use crate::mysql::{self, Conn, Error};
 use crate::report::Reporter;
 use crate::settings::Settings;
@@ -158,6 +158,9 @@ pub enum NoTurn {
     LockFailed(Error),
     /// Reconnecting from outside the room failed.
     ConnectFailed(Error),
+    /// The server that answered is no place for this lock: read-only (a
+    /// replica) or a Galera node. The lock, if taken, was given back.
+    WrongServer(Granter),
 }
 
 /// What `take_lock` needs to know about the run.
@@ -169,6 +172,8 @@ pub struct Asking<'a> {
     pub settings: &'a Settings,
     /// Sent with every first try of a session: `lock::keep_session_sql`.
     pub keep_session: Option<&'a str>,
+    /// The config's `allow_read_only`: a read-only lock server is meant.
+    pub allow_read_only: bool,
     pub reporter: &'a Reporter,
 }
 
@@ -189,15 +194,25 @@ pub fn take_lock(
         deadline,
         settings,
         keep_session,
+        allow_read_only,
         reporter,
     } = *asking;
     let slots = settings.slots();
     let mut first = true;
     let mut was_outside = false;
+    // Which server variables this server lets the first try ask for.
+    let mut probe = Probe::Full;
     loop {
         // Every try is on a new session, which needs keep_session too.
-        let tried =
-            lock::try_take(conn, lock_name, slots, keep_session).map_err(NoTurn::LockFailed)?;
+        let tried = lock::try_take(conn, lock_name, slots, keep_session, &mut probe)
+            .map_err(NoTurn::LockFailed)?;
+        // Whether or not the lock was free: a busy lock on a replica is on
+        // the wrong server all the same.
+        let server = tried.server;
+        if server.galera || (server.read_only.is_some() && !allow_read_only) {
+            conn.quit();
+            return Err(NoTurn::WrongServer(server));
+        }
         if let (Some(e), true) = (tried.keep_session_refused, first) {
             reporter.warn(&format!(
                 "could not raise the lock session's wait_timeout: {e}; \

@@ -1,5 +1,6 @@
 //! How sera takes the lock and watches it and the command's tree: `slots`,
-//! `waiting_room`, `check_interval`, `on_lost`, `kill_after` and `orphans`.
+//! `waiting_room`, `check_interval`, `on_lost`, `kill_after`, `orphans` and
+//! `min_hold`.
 //!
 //! Each may be set by a flag (`--check-interval 1s`) or by the config key of
 //! the same name (`"check_interval": "1s"`), so they are declared and parsed
@@ -13,13 +14,14 @@ use crate::duration;
 
 /// The settings, by their config key names; the flags are the same with
 /// `-` for `_`.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     "slots",
     "waiting_room",
     "check_interval",
     "on_lost",
     "kill_after",
     "orphans",
+    "min_hold",
 ];
 
 /// How many waiters per lock wait connected (see room.rs): enough that the
@@ -78,6 +80,8 @@ pub struct Settings {
     on_lost: Option<OnLost>,
     kill_after: Option<Duration>,
     orphans: Option<Orphans>,
+    /// How long the lock stays held at least, from when it was taken.
+    min_hold: Option<Duration>,
 }
 
 impl Settings {
@@ -114,6 +118,7 @@ impl Settings {
                 self.check_interval = Some(interval);
             }
             "kill_after" => self.kill_after = Some(duration::parse(value)?),
+            "min_hold" => self.min_hold = Some(duration::parse(value)?),
             "on_lost" => {
                 self.on_lost = Some(match value {
                     "term" => OnLost::Term,
@@ -143,6 +148,7 @@ impl Settings {
             on_lost: self.on_lost.or(other.on_lost),
             kill_after: self.kill_after.or(other.kill_after),
             orphans: self.orphans.or(other.orphans),
+            min_hold: self.min_hold.or(other.min_hold),
         }
     }
 
@@ -171,6 +177,13 @@ impl Settings {
 
     pub fn orphans(&self) -> Orphans {
         self.orphans.unwrap_or(Orphans::Wait)
+    }
+
+    /// How long the lock stays held at least, even when the command is done
+    /// sooner: longer than the clock skew between the hosts that start the
+    /// same job, so that a late host finds it still held.
+    pub fn min_hold(&self) -> Duration {
+        self.min_hold.unwrap_or(Duration::ZERO)
     }
 
     /// Settings that would let a lost lock go unnoticed. `dsn_wait_timeout`

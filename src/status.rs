@@ -1,6 +1,7 @@
 //! `sera status`, and who holds a lock: what the server tells of the session
 //! that holds it, for the status lines and JSON and for the message of a
-//! run that timed out waiting for it.
+//! run that timed out waiting for it; and `sera status --all`, every lock
+//! the seras hold on a server.
 
 use crate::lock;
 use crate::mysql::{Conn, Error};
@@ -85,7 +86,7 @@ fn semaphore_waiting(conn: &mut Conn, name: &str) -> Option<u64> {
 /// (the same user, or the PROCESS privilege); and what a sera says of itself
 /// in its connection attributes where `performance_schema` is on and
 /// readable. Each is None when unknown, and nothing is guessed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Holder {
     pub connection_id: String,
     /// `user@client`, as PROCESSLIST says.
@@ -233,4 +234,141 @@ impl Holder {
         }
         line
     }
+}
+
+/// `sera status --all`: every lock a sera holds on the server, on stdout,
+/// as lines or as one JSON object `{"locks":[...]}`. Exit 0, however many.
+/// Where performance_schema is off, MariaDB's metadata_lock_info plugin
+/// still lists the server's user locks, without what a sera says of itself.
+pub fn show_all(mut conn: Conn, json: bool) -> Result<i32, Failure> {
+    let held = all_held(&mut conn);
+    conn.quit();
+    let held = held?;
+    let lines: Vec<String> = held
+        .iter()
+        .map(|(name, holder)| match json {
+            true => status_json(name, Some(holder)),
+            false => format!("lock {name}: held by {}", holder.describe()),
+        })
+        .collect();
+    match (json, lines.is_empty()) {
+        (true, _) => say(&format!("{{\"locks\":[{}]}}\n", lines.join(","))),
+        (false, true) => say("no lock is held by a sera\n"),
+        (false, false) => say(&format!("{}\n", lines.join("\n"))),
+    }
+    Ok(0)
+}
+
+/// The locks held, by name, and who holds each.
+fn all_held(conn: &mut Conn) -> Result<Vec<(String, Holder)>, Failure> {
+    let timeout = conn.reply_timeout();
+    let cannot = |e: Error| Failure::new(exit::SERVER, "cannot list the locks", e);
+    let on = conn
+        .query_row("SELECT @@performance_schema", timeout)
+        .ok()
+        .and_then(lock::first_value);
+    if on.as_deref() == Some("1") {
+        return held_by_seras(conn).map_err(cannot);
+    }
+    // MariaDB's plugin lists every user lock; which are a sera's, only
+    // performance_schema would tell.
+    let listed = conn.query_rows(
+        "SELECT m.TABLE_SCHEMA, m.THREAD_ID, \
+         (SELECT CONCAT(p.USER, '@', p.HOST) FROM information_schema.PROCESSLIST p \
+          WHERE p.ID = m.THREAD_ID) \
+         FROM information_schema.METADATA_LOCK_INFO m WHERE m.LOCK_TYPE = 'User lock' \
+         ORDER BY m.TABLE_SCHEMA",
+        timeout,
+    );
+    match listed {
+        Ok(rows) => Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let mut values = row.into_iter();
+                let name = values.next().flatten()?;
+                let holder = Holder {
+                    connection_id: values.next().flatten()?,
+                    account: values.next().flatten(),
+                    ..Holder::default()
+                };
+                Some((name, holder))
+            })
+            .collect()),
+        Err(Error::Server { .. }) => Err(Failure::new(
+            exit::SERVER,
+            "cannot list the locks",
+            "the server has performance_schema off and no metadata_lock_info plugin: \
+             set performance_schema=ON in its config (a restart), or on MariaDB \
+             INSTALL SONAME 'metadata_lock_info'",
+        )),
+        Err(e) => Err(cannot(e)),
+    }
+}
+
+/// With performance_schema: every session that introduced itself as a sera,
+/// and which of its lock's names (the slots of a semaphore) it holds.
+fn held_by_seras(conn: &mut Conn) -> Result<Vec<(String, Holder)>, Error> {
+    let timeout = conn.reply_timeout();
+    let attribute = |name: &str| format!("MAX(IF(ATTR_NAME = '{name}', ATTR_VALUE, NULL))");
+    let connected = format!("CAST({} AS SIGNED)", attribute("sera_connected_at"));
+    let seras = conn.query_rows(
+        &format!(
+            "SELECT PROCESSLIST_ID, {}, {}, {}, {}, COALESCE({}, {}), \
+             FROM_UNIXTIME({connected}), UNIX_TIMESTAMP() - {connected} \
+             FROM performance_schema.session_connect_attrs \
+             WHERE PROCESSLIST_ID <> CONNECTION_ID() \
+             GROUP BY PROCESSLIST_ID HAVING {} IS NOT NULL ORDER BY 2, 1",
+            attribute("sera_lock"),
+            attribute("sera_slots"),
+            attribute("sera_host"),
+            attribute("_pid"),
+            attribute("sera_command"),
+            attribute("program_name"),
+            attribute("sera_lock"),
+        ),
+        timeout,
+    )?;
+    let mut held = Vec::new();
+    for row in seras {
+        let mut values = row.into_iter();
+        let (Some(id), Some(lock_name)) = (values.next().flatten(), values.next().flatten()) else {
+            continue;
+        };
+        if !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Protocol(format!("PROCESSLIST_ID {id:?}")));
+        }
+        let slots = values.next().flatten().and_then(|n| n.parse().ok());
+        let names = lock::slot_names(&lock_name, slots.unwrap_or(1));
+        // Who it is, and which of its names it holds, in one question.
+        let checks: Vec<String> = names
+            .iter()
+            .map(|name| format!("IS_USED_LOCK({}) = {id}", lock::sql_name(name)))
+            .collect();
+        let answer = conn.query_row(
+            &format!(
+                "SELECT (SELECT CONCAT(USER, '@', HOST) FROM information_schema.PROCESSLIST \
+                 WHERE ID = {id}), {}",
+                checks.join(", ")
+            ),
+            timeout,
+        )?;
+        let mut answers = answer.unwrap_or_default().into_iter();
+        let account = answers.next().flatten();
+        let holder = Holder {
+            connection_id: id,
+            account,
+            host: values.next().flatten(),
+            pid: values.next().flatten(),
+            program: values.next().flatten(),
+            connected_at: values.next().flatten(),
+            connected_seconds_ago: values.next().flatten(),
+            waiting: None,
+        };
+        for (name, answer) in names.into_iter().zip(answers) {
+            if answer.as_deref() == Some("1") {
+                held.push((name, holder.clone()));
+            }
+        }
+    }
+    Ok(held)
 }

@@ -1,6 +1,7 @@
 //! Supervision of the running command: signals forwarded, the lock checked
 //! now and then, and the orphan policy for what the command leaves behind.
-//! Everything between "the command has started" and "the lock may go".
+//! Everything between "the command has started" and "the lock may go",
+//! including the minimum hold after the command is done.
 
 use std::time::Instant;
 
@@ -101,6 +102,58 @@ pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending 
                 ));
                 check_every = None;
             }
+        }
+    }
+}
+
+/// `min_hold`: once the command's tree is done, keep the lock until `until`
+/// (when it was taken, plus min_hold), so that a host whose cron fired a
+/// little later finds it still held. Only stop signals and the lock checks
+/// wake the wait. A stop signal, or the lock lost meanwhile, ends the hold
+/// at once; neither changes how the run ends, since the command is done.
+pub fn min_hold(conn: &mut Conn, child: &mut Child, watching: &Watching, until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    // A run asked to stop stops now.
+    if left.is_zero() || child.stop_signal.is_some() {
+        return;
+    }
+    watching.reporter.progress(&format!(
+        "holding the lock {} s more (min_hold)",
+        tenths(left)
+    ));
+    let mut lock_watch = lock::Watch::new(watching.lock_name, CHECK_DEADLINE);
+    let every = watching.settings.check_every();
+    let mut next_check = every.map(|every| Instant::now() + every);
+    loop {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        let wake_at = next_check.map_or(until, |check| check.min(until));
+        match child.wait(Some(wake_at - now)) {
+            Wake::StopAsked { signal, .. } => {
+                watching.reporter.event(&format!(
+                    "got signal {signal} while holding the lock for min_hold: releasing it now"
+                ));
+                return;
+            }
+            Wake::Timeout => {}
+            // Something the command left was reaped.
+            Wake::CommandExited { .. } | Wake::TreeEmpty { .. } => continue,
+        }
+        let (Some(check), Some(every)) = (next_check, every) else {
+            continue;
+        };
+        if Instant::now() < check {
+            continue;
+        }
+        next_check = Some(Instant::now() + every);
+        if let Check::Lost(why) = lock_watch.check(conn) {
+            watching.reporter.warn(&format!(
+                "lost the lock while holding it for min_hold: {why}; the command is done, \
+                 so nothing is stopped, but a late host may run it again"
+            ));
+            return;
         }
     }
 }

@@ -133,12 +133,23 @@ fn greeting(plugin: &str, nonce: &[u8; 20]) -> Vec<u8> {
 }
 
 fn greeting_with(version: u8, plugin: &str, nonce: &[u8; 20], caps: CapabilityFlags) -> Vec<u8> {
+    greeting_of("8.0.36", version, plugin, nonce, caps)
+}
+
+/// A greeting from a server that calls itself `server_version`.
+fn greeting_of(
+    server_version: &str,
+    version: u8,
+    plugin: &str,
+    nonce: &[u8; 20],
+    caps: CapabilityFlags,
+) -> Vec<u8> {
     // Like MySQL: the second part of the nonce ends with a NUL.
     let mut scramble_2 = nonce[8..].to_vec();
     scramble_2.push(0);
     let packet = HandshakePacket::new(
         version,
-        &b"8.0.36"[..],
+        server_version.as_bytes(),
         7,
         nonce[..8].try_into().unwrap(),
         Some(scramble_2),
@@ -197,8 +208,20 @@ fn column_def(name: &str) -> Vec<u8> {
 /// A one-column text result set with `rows` (raw row packets), shaped by
 /// whether the client asked for CLIENT_DEPRECATE_EOF.
 fn send_result(s: &mut TcpStream, client: CapabilityFlags, rows: &[&[u8]]) {
+    send_result_of(s, 1, client, 1, rows)
+}
+
+/// A text result set of `columns` columns, its first packet numbered `seq`.
+fn send_result_of(
+    s: &mut TcpStream,
+    seq: u8,
+    client: CapabilityFlags,
+    columns: u8,
+    rows: &[&[u8]],
+) {
     let deprecate_eof = client.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
-    let mut packets = vec![vec![1], column_def("1")];
+    let mut packets = vec![vec![columns]];
+    packets.extend((0..columns).map(|i| column_def(&i.to_string())));
     if !deprecate_eof {
         packets.push(eof_packet());
     }
@@ -209,8 +232,18 @@ fn send_result(s: &mut TcpStream, client: CapabilityFlags, rows: &[&[u8]]) {
         eof_packet()
     });
     for (i, packet) in packets.iter().enumerate() {
-        write_packet(s, i as u8 + 1, packet);
+        write_packet(s, seq + i as u8, packet);
     }
+}
+
+/// A text row of short values.
+fn row(values: &[&str]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for value in values {
+        p.push(value.len() as u8);
+        p.extend_from_slice(value.as_bytes());
+    }
+    p
 }
 
 /// What the client said in its HandshakeResponse.
@@ -823,11 +856,19 @@ fn scripted_server_endless_rows_hit_the_reply_cap() {
 /// Run `sera --config FILE 0 true` against a server playing `script`, with a
 /// config file that points at it. Returns (exit code, stdout, stderr).
 fn run_sera(script: impl FnOnce(&mut TcpStream) + Send + 'static) -> (Option<i32>, String, String) {
+    run_sera_with(&["0", "true"], script)
+}
+
+/// `run_sera` with these arguments instead of `0 true`.
+fn run_sera_with(
+    args: &[&str],
+    script: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> (Option<i32>, String, String) {
     let (output, elapsed) = with_server(script, |port| {
         let setup = Setup::new(&format!("u:{PASSWORD}@tcp(127.0.0.1:{port})/?timeout=1s"));
         let started = Instant::now();
         let output = setup
-            .command(&["0", "true"])
+            .command(args)
             .env_remove("SERA_PASSWORD")
             .output()
             .expect("run sera");
@@ -896,7 +937,9 @@ fn scripted_server_binary_access_denied_hint_hides_the_password() {
     assert!(!stderr.contains(PASSWORD), "{stderr}");
 }
 
-/// Authenticate by fast auth, then answer the client's GET_LOCK with `error`.
+/// Authenticate by fast auth, then answer the client's GET_LOCK with `error`:
+/// the first try with the server's variables, and the bare GET_LOCK that
+/// sera falls back to (a proxy may refuse only the columns).
 fn refuse_get_lock(error: Vec<u8>) -> impl FnOnce(&mut TcpStream) + Send + 'static {
     move |s| {
         write_packet(s, 0, &greeting("caching_sha2_password", &NONCE));
@@ -904,17 +947,18 @@ fn refuse_get_lock(error: Vec<u8>) -> impl FnOnce(&mut TcpStream) + Send + 'stat
         write_packet(s, 2, &[0x01, 0x03]);
         write_packet(s, 3, &ok_packet());
         // The session's idle timeout is raised in the same write.
-        let setup = read_packet(s, 0);
+        let with_columns = read_first_try(s);
         assert!(
-            setup.starts_with(b"\x03SET SESSION wait_timeout="),
-            "{setup:?}"
+            with_columns.starts_with("SELECT GET_LOCK(CONVERT(X'")
+                && with_columns.ends_with(", 0), @@global.read_only, @@global.super_read_only"),
+            "{with_columns}"
         );
-        let query = read_packet(s, 0);
+        write_packet(s, 1, &error);
+        let bare = read_first_try(s);
         assert!(
-            query.starts_with(b"\x03SELECT GET_LOCK(CONVERT(X'"),
-            "{query:?}"
+            bare.starts_with("SELECT GET_LOCK(CONVERT(X'") && bare.ends_with(", 0)"),
+            "{bare}"
         );
-        write_packet(s, 1, &ok_packet());
         write_packet(s, 1, &error);
         hold(s);
     }
@@ -949,4 +993,105 @@ fn scripted_server_binary_get_lock_refused_for_its_name() {
         line.contains("3057") && line.contains("lock name"),
         "{line}"
     );
+}
+
+/// Authenticate by fast auth as a server calling itself `version`. Returns
+/// the client's capabilities.
+fn greet_as(s: &mut TcpStream, version: &str) -> CapabilityFlags {
+    let caps = capabilities(true);
+    write_packet(
+        s,
+        0,
+        &greeting_of(version, 10, "caching_sha2_password", &NONCE, caps),
+    );
+    let hello = read_hello(s);
+    write_packet(s, 2, &[0x01, 0x03]);
+    write_packet(s, 3, &ok_packet());
+    hello.capabilities & caps
+}
+
+/// Read the setup and the first try sent in one write, answer the setup;
+/// returns the first try's SQL (without the command byte).
+fn read_first_try(s: &mut TcpStream) -> String {
+    let setup = read_packet(s, 0);
+    assert!(
+        setup.starts_with(b"\x03SET SESSION wait_timeout="),
+        "{setup:?}"
+    );
+    let query = read_packet(s, 0);
+    assert_eq!(query[0], 0x03, "a COM_QUERY");
+    write_packet(s, 1, &ok_packet());
+    String::from_utf8(query[1..].to_vec()).unwrap()
+}
+
+/// GET_LOCK's part of the first try, as sera writes it for the lock `ran`.
+const GET_LOCK_RAN: &str = "SELECT GET_LOCK(CONVERT(X'72616e' USING utf8mb4), 0)";
+
+#[test]
+fn scripted_server_binary_without_super_read_only_or_read_only_still_takes_the_lock() {
+    // A MySQL-flavoured server that knows neither variable (MariaDB knows
+    // read_only, and a MySQL 8 knows both): each form that names one is
+    // refused with 1193, before GET_LOCK runs, and the bare form works.
+    let (code, stdout, stderr) = run_sera_with(&["--name", "ran", "0", "echo", "ran"], |s| {
+        let caps = greet_as(s, "8.0.36-compatible");
+        let unknown = |s: &mut TcpStream, name: &str| {
+            let message = format!("Unknown system variable '{name}'");
+            write_packet(s, 1, &err_packet(1193, Some("HY000"), &message));
+        };
+        assert_eq!(
+            read_first_try(s),
+            format!("{GET_LOCK_RAN}, @@global.read_only, @@global.super_read_only")
+        );
+        unknown(s, "super_read_only");
+        assert_eq!(
+            read_first_try(s),
+            format!("{GET_LOCK_RAN}, @@global.read_only")
+        );
+        unknown(s, "read_only");
+        assert_eq!(read_first_try(s), GET_LOCK_RAN);
+        send_result_of(s, 1, caps, 1, &[&row(&["1"])]);
+        // Then nothing but the goodbye: the fallbacks took no lock.
+        assert_eq!(hold(s), b"\x01\x00\x00\x00\x01");
+    });
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "ran\n", "the command ran: {stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn scripted_server_binary_galera_node_with_wsrep_on_is_refused_and_the_command_not_run() {
+    // What a MariaDB Galera node answers (a real one: tests/galera.rs).
+    let (code, stdout, stderr) = run_sera_with(&["--name", "ran", "0", "echo", "ran"], |s| {
+        let caps = greet_as(s, "5.5.5-10.11.6-MariaDB-log");
+        assert_eq!(
+            read_first_try(s),
+            format!("{GET_LOCK_RAN}, @@global.read_only, @@global.wsrep_on")
+        );
+        send_result_of(s, 1, caps, 3, &[&row(&["1", "0", "1"])]);
+        assert_eq!(hold(s), b"\x01\x00\x00\x00\x01", "the session ends");
+    });
+    let line = assert_connect_failure(code, &stdout, &stderr);
+    assert!(
+        line.starts_with("sera: cannot take the lock: the server 127.0.0.1:")
+            && line.contains("Galera")
+            && line.contains("wsrep_on=ON"),
+        "{line}"
+    );
+    assert!(stderr.contains("--lock-table"), "{stderr}");
+    assert_eq!(stdout, "", "the command did not run");
+}
+
+#[test]
+fn scripted_server_binary_mysql_with_super_read_only_is_refused() {
+    // MySQL's super_read_only, which MariaDB lacks (its read_only is tested
+    // against a real server in tests/run_once.rs).
+    let (code, stdout, stderr) = run_sera_with(&["--name", "ran", "0", "echo", "ran"], |s| {
+        let caps = greet_as(s, "8.0.36");
+        read_first_try(s);
+        send_result_of(s, 1, caps, 3, &[&row(&["0", "0", "1"])]);
+        hold(s);
+    });
+    let line = assert_connect_failure(code, &stdout, &stderr);
+    assert!(line.contains("is read-only (super_read_only=ON)"), "{line}");
+    assert!(stderr.contains("allow_read_only"), "{stderr}");
 }

@@ -61,7 +61,7 @@ const TEMPLATE_REVISION: &str = "h2";
 /// `scripts/mariadb-throwaway.sh` reads them too. They keep a server small and
 /// quick to start; the InnoDB file sizes among them also go to
 /// `mariadb-install-db`, so the template matches what the server expects.
-fn server_options() -> Vec<String> {
+pub(super) fn server_options() -> Vec<String> {
     include_str!("mariadb.cnf")
         .lines()
         .map(str::trim)
@@ -71,7 +71,7 @@ fn server_options() -> Vec<String> {
 }
 
 /// The `sera` users and the `sera_test` database, as the script creates them.
-const SETUP_SQL: &str = include_str!("setup.sql");
+pub(super) const SETUP_SQL: &str = include_str!("setup.sql");
 
 // ---------------------------------------------------------------------------
 // Server
@@ -392,14 +392,14 @@ pub fn shared_dsn() -> String {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
+pub(super) fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
         libc::kill(pid as libc::pid_t, sig);
     }
 }
 
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() == 0 }
 }
@@ -417,7 +417,7 @@ fn all_threads_stopped(pid: u32) -> bool {
     })
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(super) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -431,7 +431,7 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 
 /// Spawn `cmd` from the long-lived spawner thread with PR_SET_PDEATHSIG = SIGKILL,
 /// so the child is killed when the test process ends, however it ends.
-fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
+pub(super) fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -494,7 +494,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
         })
 }
 
-fn mariadbd() -> &'static Path {
+pub(super) fn mariadbd() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         find_program("mariadbd")
@@ -502,7 +502,7 @@ fn mariadbd() -> &'static Path {
     })
 }
 
-fn mariadb_client() -> &'static Path {
+pub(super) fn mariadb_client() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         find_program("mariadb").expect(
@@ -514,7 +514,7 @@ fn mariadb_client() -> &'static Path {
 /// The datadir template, created by `mariadb-install-db` once per machine, MariaDB
 /// version and uid. Concurrent test processes each install into a private directory
 /// and rename it into place; the loser of that race discards its copy.
-fn template_dir() -> &'static Path {
+pub(super) fn template_dir() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let base = std::env::temp_dir();
@@ -602,7 +602,7 @@ fn mariadbd_version() -> String {
 }
 
 /// Recursive copy preserving permissions (std::fs::copy uses copy_file_range).
-fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
     fs::create_dir(to)?;
     fs::set_permissions(to, fs::metadata(from)?.permissions())?;
     for entry in fs::read_dir(from)? {
@@ -620,7 +620,7 @@ fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
 /// A new, not yet created, directory for one server. It goes to /dev/shm when that
 /// is a roomy tmpfs: copying the template there and starting on it is about twice as
 /// fast as on a disk. The path stays short: a unix socket path must fit in 107 bytes.
-fn server_dir() -> PathBuf {
+pub(super) fn server_dir() -> PathBuf {
     let name = unique_name("sera-t");
     let preferred = servers_base().join(&name);
     if preferred.join("mysqld.sock").as_os_str().len() <= 100 {
@@ -654,7 +654,7 @@ fn servers_base() -> &'static Path {
 
 /// Remove directories of test processes that no longer exist (their servers died
 /// with them, see the module docs). Runs once per process, before its first server.
-fn remove_stale_dirs_once() {
+pub(super) fn remove_stale_dirs_once() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let mut bases = vec![

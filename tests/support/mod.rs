@@ -3,7 +3,10 @@
 //! - `mariadb`: private MariaDB servers ([`Server`], [`shared_dsn`]), with the
 //!   options in `mariadb.cnf` and the setup in `setup.sql` that
 //!   `scripts/mariadb-throwaway.sh` reads too;
-//! - `relay`: a TCP relay that can cut or stall the link ([`Relay`]);
+//! - `galera`: a private three-node Galera cluster ([`Cluster`]), its nodes
+//!   made like `mariadb`'s servers;
+//! - `relay`: a TCP relay that can cut or stall the link, or send each new
+//!   connection to the first live node of a list ([`Relay`]);
 //! - `sera`: running the sera binary as a user would ([`sera::Setup`]);
 //! - `tempdir`, `port`, `wait`: [`TempDir`], [`ClosedPort`], [`wait_until`]
 //!   with its one deadline, [`LONG`].
@@ -14,6 +17,7 @@
 //! re-exports below `#[allow(unused_imports)]`; private helpers are not, so
 //! one that nothing uses still warns.
 
+mod galera;
 mod mariadb;
 mod port;
 mod relay;
@@ -23,6 +27,7 @@ mod wait;
 
 #[allow(unused_imports)]
 pub use self::{
+    galera::{Cluster, Node},
     mariadb::{shared_dsn, Server},
     port::ClosedPort,
     relay::Relay,

@@ -1,4 +1,5 @@
-//! A TCP relay between sera and the server, so a test can cut or stall the link.
+//! A TCP relay between sera and the server, so a test can cut or stall the link,
+//! or stand in for a load balancer in front of a cluster.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 /// A TCP relay between sera and the server, inside the test: listens on a free
 /// 127.0.0.1 port and forwards to a target port, one thread pair per connection,
-/// so a test can cut or stall the link on demand.
+/// so a test can cut or stall the link on demand. With several targets
+/// ([`Relay::start_failover`]) each new connection goes to the first that
+/// accepts one, as a load balancer or a VIP sends clients to a live node.
 #[allow(dead_code)]
 pub struct Relay {
     port: u16,
@@ -20,7 +23,8 @@ pub struct Relay {
 }
 
 struct RelayState {
-    target_port: u16,
+    /// Tried in order for every new connection; the first that accepts wins.
+    target_ports: Vec<u16>,
     cut: AtomicBool,
     stalled: AtomicBool,
     closing: AtomicBool,
@@ -32,10 +36,19 @@ struct RelayState {
 #[allow(dead_code)]
 impl Relay {
     pub fn start(target_port: u16) -> Relay {
+        Relay::start_failover(&[target_port])
+    }
+
+    /// A relay that connects each new client to the first of `target_ports`
+    /// that accepts a TCP connection: a node that was killed refuses, so its
+    /// clients' reconnections go to the next. (A node that is alive but out of
+    /// its cluster still accepts; this relay does not look deeper.)
+    pub fn start_failover(target_ports: &[u16]) -> Relay {
+        assert!(!target_ports.is_empty(), "relay: no target");
         let listener = TcpListener::bind("127.0.0.1:0").expect("relay: bind 127.0.0.1:0");
         let port = listener.local_addr().expect("relay: local_addr").port();
         let state = Arc::new(RelayState {
-            target_port,
+            target_ports: target_ports.to_vec(),
             cut: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -119,7 +132,11 @@ fn accept_loop(listener: TcpListener, state: Arc<RelayState>) {
             streams.push(client);
             continue;
         }
-        let Ok(server) = TcpStream::connect(("127.0.0.1", state.target_port)) else {
+        let server = state
+            .target_ports
+            .iter()
+            .find_map(|port| TcpStream::connect(("127.0.0.1", *port)).ok());
+        let Some(server) = server else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
