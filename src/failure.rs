@@ -113,6 +113,10 @@ pub fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
             code: mysql::TOO_MANY_CONNECTIONS,
             ..
         } => failure.hint("the server has reached max_connections"),
+        mysql::Error::Tls {
+            hint: Some(ref hint),
+            ..
+        } => failure.hint(hint.clone()),
         mysql::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             failure.hint("is the server running and listening there?")
         }

@@ -96,6 +96,9 @@ pub enum Error {
     /// no sense to them (a GET_LOCK that said NULL, an IS_USED_LOCK that is
     /// not a connection id).
     Protocol(String),
+    /// The TLS handshake failed: why, in the operator's words, and what to
+    /// do about it, when sera knows (failure.rs attaches it as the hint).
+    Tls { why: String, hint: Option<String> },
 }
 
 impl fmt::Display for Error {
@@ -120,6 +123,7 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "server error {code} ({state}): {message}"),
             Error::Protocol(what) => f.write_str(what),
+            Error::Tls { why, .. } => f.write_str(why),
         }
     }
 }
@@ -481,7 +485,7 @@ impl Conn {
         tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let mut tls = crate::tls::start(dsn, host, tcp).map_err(Error::Protocol)?;
         crate::tls::handshake(&mut tls).map_err(|e| match crate::tls::explain(&e, host) {
-            Some(why) => Error::Protocol(why),
+            Some((why, hint)) => Error::Tls { why, hint },
             None => e.into(),
         })?;
         self.stream = Stream::Tls(Box::new(tls));

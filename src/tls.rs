@@ -49,20 +49,23 @@ pub fn handshake(stream: &mut TlsStream) -> io::Result<()> {
     Ok(())
 }
 
-/// A handshake error in the operator's words, with what to do about it.
-pub fn explain(error: &io::Error, host: &str) -> Option<String> {
+/// A handshake error in the operator's words, and what to do about it
+/// where there is something to do.
+pub fn explain(error: &io::Error, host: &str) -> Option<(String, Option<String>)> {
     let tls_error = error.get_ref()?.downcast_ref::<rustls::Error>()?;
     Some(match tls_error {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-            "TLS: the server's certificate is not trusted (unknown issuer); \
-             name its CA with tls_ca in the config"
-                .to_string()
-        }
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => (
+            "TLS: the server's certificate is not trusted (unknown issuer)".to_string(),
+            Some("name its CA with tls_ca in the config".to_string()),
+        ),
         rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
         | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
             ..
-        }) => format!("TLS: the server's certificate is not valid for host \"{host}\""),
-        other => format!("TLS handshake failed: {other}"),
+        }) => (
+            format!("TLS: the server's certificate is not valid for host \"{host}\""),
+            Some("connect by the name the certificate was made for, or use tls=skip-verify".into()),
+        ),
+        other => (format!("TLS handshake failed: {other}"), None),
     })
 }
 

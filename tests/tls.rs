@@ -147,6 +147,12 @@ fn an_untrusted_certificate_or_a_wrong_host_is_202_saying_so() {
     let out = wrong_ca.run(&["5", "true"]);
     assert_eq!(out.code, 202, "{}", out.stderr);
     assert!(out.stderr.contains("not trusted"), "{}", out.stderr);
+    // What to do about it is the hint, on a line of its own.
+    assert!(
+        out.stderr.contains("\nsera: hint: name its CA with tls_ca"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.stdout, "");
 
     // The certificate names 127.0.0.1, not localhost.
@@ -158,6 +164,12 @@ fn an_untrusted_certificate_or_a_wrong_host_is_202_saying_so() {
     assert_eq!(out.code, 202, "{}", out.stderr);
     assert!(
         out.stderr.contains("not valid for host \"localhost\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("\nsera: hint: connect by the name the certificate"),
         "{}",
         out.stderr
     );
