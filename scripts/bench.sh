@@ -29,9 +29,13 @@
 #   SERA_BENCH_IDLE_SECONDS  scale: how long the waiters are watched idle (3)
 #   SERA_BENCH_FLEET=0    skip the fleet table (issue 15: N seras started at
 #                         once on one lock, the waiting room on and off)
-#   SERA_BENCH_FLEET_SIZES   fleet: the herd sizes (100,300,1000); a herd that
+#   SERA_BENCH_FLEET_SIZES   fleet: the herd sizes (300,1000); a herd that
 #                         does not fit the server's max_connections is skipped
-#   SERA_BENCH_FLEET_WORK_MS fleet: how long each command holds the lock (5)
+#   SERA_BENCH_FLEET_WORK_MS fleet: how long each command holds the lock (20)
+#   SERA_BENCH_GO_BIN     the Go sera, for the rows that compare with it (the
+#                         `sera 5 true` ratio and the contention run); it reads
+#                         only /etc/sera.json, so it is run only together with
+#                         SERA_BENCH_DSN, the server that file names
 #   SERA_BENCH_KEEP=1     keep the work directory (configs, logs, stamp files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,7 +96,7 @@ else
   # the waiting room off, when every sera of it may be connected at once.
   connections=${SERA_BENCH_WAITERS:-200}
   if [ "${SERA_BENCH_FLEET:-1}" != 0 ]; then
-    IFS=, read -ra herds <<<"${SERA_BENCH_FLEET_SIZES:-100,300,1000}"
+    IFS=, read -ra herds <<<"${SERA_BENCH_FLEET_SIZES:-300,1000}"
     for n in "${herds[@]}"; do
       if [ "${n// /}" -gt "$connections" ]; then connections=${n// /}; fi
     done
