@@ -5,17 +5,18 @@
 //! it in order.
 
 use std::ffi::OsString;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sera::args::{self, Args, Request};
 use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
+use sera::keeper::{self, Role};
 use sera::lock;
 use sera::mysql::{self, Conn};
 use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Asking, Turn};
-use sera::settings::Settings;
+use sera::settings::{Lease, Settings};
 use sera::status;
 use sera::watch::{self, Watching};
 
@@ -63,13 +64,28 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     }
 
     // 4. Lock, or wait for whoever holds it.
-    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &connect, reporter)? {
+    let (turn, renewed_at) = take_lock(&mut conn, &plan, &args, deadline, &connect, reporter)?;
+    let (held, seat) = match turn {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
     };
 
-    // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &args, seat.as_deref(), reporter)?;
+    // 5. Spawn, with every signal sera forwards blocked from here on: the
+    //    keeper (a fork of sera) runs the rest, the command as its child;
+    //    this process, the front, holds on to the connection and waits.
+    let signals = child::block_signals();
+    match keeper::fork(&signals).map_err(|e| cannot_run(&args.command[0], e))? {
+        Role::Front(keeper) => {
+            return Ok(keeper::front(
+                keeper,
+                conn,
+                plan.settings.kill_after(),
+                reporter,
+            ))
+        }
+        Role::Keeper => {}
+    }
+    let mut child = spawn(&mut conn, &args, &signals, seat.as_deref(), reporter)?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -78,6 +94,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         settings: &plan.settings,
         reporter,
         started: Instant::now(),
+        lease: plan.lease,
+        renewed_at,
     };
     let lost = watch::watch(&mut conn, &mut child, &watching);
 
@@ -109,10 +127,11 @@ struct Plan {
     config: Config,
     lock_name: String,
     settings: Settings,
+    lease: Lease,
 }
 
 /// Step 2: read the config, name the lock, set up the reporter, and refuse
-/// flags that contradict each other.
+/// flags that contradict each other, or a lease they cannot fit in.
 fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
     let path = config::choose_path(args.config.clone());
     let config = config::load(&path)
@@ -138,6 +157,7 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
              use one or the other",
         ));
     }
+    let lease = lease(args, &config, &path, &settings, reporter)?;
     if args.detailed_exit_codes && !args.wait_and_skip {
         reporter.warn(
             "--detailed-exit-codes does nothing without --wait-and-skip \
@@ -148,7 +168,36 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
         config,
         lock_name,
         settings,
+        lease,
     })
+}
+
+/// The lease of this run, or why the settings cannot fit one: a bad
+/// argument (201) if a flag shaped it, else a bad config (200).
+fn lease(
+    args: &Args,
+    config: &Config,
+    path: &std::path::Path,
+    settings: &Settings,
+    reporter: &Reporter,
+) -> Result<Lease, Failure> {
+    let dsn_wait_timeout = config
+        .server
+        .session_var("wait_timeout")
+        .and_then(|v| v.parse().ok());
+    for warning in settings.warnings(dsn_wait_timeout) {
+        reporter.warn(&warning);
+    }
+    let flag = |key: &str| match args.settings.given(key) {
+        true => format!("--{}", key.replace('_', "-")),
+        false => key.to_string(),
+    };
+    settings
+        .lease(dsn_wait_timeout, &flag)
+        .map_err(|why| match args.settings.shapes_the_lease() {
+            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
+            false => Failure::new(exit::CONFIG, format!("config {}", path.display()), why),
+        })
 }
 
 /// Step 3: the run's one connection.
@@ -170,9 +219,8 @@ fn connect_within(
 }
 
 /// Step 4: the lock, or a slot of it, or the news that the run we waited
-/// for is over. The same round trip raises the session's idle timeout, so
-/// the server never frees the lock of a command that runs longer than its
-/// wait_timeout.
+/// for is over, and when the grant restarted the server's idle clock. The
+/// same round trip sets the session's idle timeout to the lease.
 fn take_lock(
     conn: &mut Conn,
     plan: &Plan,
@@ -180,33 +228,31 @@ fn take_lock(
     deadline: Instant,
     reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
     reporter: &Reporter,
-) -> Result<Turn, Failure> {
-    let dsn_wait_timeout = plan.config.server.session_var("wait_timeout");
-    for warning in plan
-        .settings
-        .warnings(dsn_wait_timeout.and_then(|v| v.parse().ok()))
-    {
-        reporter.warn(&warning);
-    }
+) -> Result<(Turn, Duration), Failure> {
     let asked = Instant::now();
-    let keep_session = lock::keep_session_sql(&plan.config.server.session_vars);
+    let sent = lock::clock();
+    let lease_sql = lock::lease_sql(plan.lease, &plan.config.server.session_vars);
     let asking = Asking {
         lock_name: &plan.lock_name,
         args,
         deadline,
         settings: &plan.settings,
-        setup: keep_session.as_deref(),
+        setup: lease_sql.as_deref(),
         reporter,
     };
     let turn = room::take_lock(conn, &asking, reconnect)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
+    // The server's idle clock restarted when it granted the lock, which was
+    // no later than the answer came; a second less allows for the way
+    // back. Never before the GET_LOCK was first sent.
+    let renewed_at = sent.max(lock::clock().saturating_sub(Duration::from_secs(1)));
     if let Turn::Ours { held, .. } = &turn {
         reporter.event(&format!(
             "acquired the lock {held} after {} ms",
             asked.elapsed().as_millis()
         ));
     }
-    Ok(turn)
+    Ok((turn, renewed_at))
 }
 
 /// `--wait-and-skip`, and the run we waited for is over: 0, or 205.
@@ -225,11 +271,12 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
 fn spawn(
     conn: &mut Conn,
     args: &Args,
+    signals: &child::Signals,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
     let child =
-        child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
+        child::spawn(&args.command, signals).map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
         reporter.warn(&format!(
             "could not give back the waiting-room seat {}: {e}",

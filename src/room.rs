@@ -136,7 +136,7 @@ pub struct Asking<'a> {
     /// When `<wait>` is over.
     pub deadline: Instant,
     pub settings: &'a Settings,
-    /// Sent with every first try of a session: `lock::keep_session_sql`.
+    /// Sent with every first try of a session: `lock::lease_sql`.
     pub setup: Option<&'a str>,
     pub reporter: &'a Reporter,
 }
@@ -170,8 +170,8 @@ pub fn take_lock(
             lock::try_take(conn, lock_name, slots, setup).map_err(NoTurn::LockFailed)?;
         if let (Some(e), true) = (setup_failed, first) {
             reporter.warn(&format!(
-                "could not raise the lock session's wait_timeout: {e}; \
-                 the server may end the session, and free the lock, if it idles"
+                "could not set the lock session's wait_timeout to the lease: {e}; \
+                 if this host vanishes, the server keeps the lock for its own wait_timeout"
             ));
         }
         match held {

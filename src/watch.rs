@@ -1,15 +1,24 @@
 //! Supervision of the running command: signals forwarded, the lock checked
 //! now and then, and the orphan policy for what the command leaves behind.
 //! Everything between "the command has started" and "the lock may go".
+//!
+//! The checks are the lease's renewals. The server may free the lock one
+//! lease after it received the last renewal, so sera counts from when that
+//! renewal was sent (`renewed_at`), and the tree must be dead a margin
+//! before the lease ends: `stop_by = renewed_at + lease - 1 s`. While the
+//! server does not answer, sera starts stopping the tree at
+//! `stop_by - kill_after`, whatever check_interval says. A keeper that wakes
+//! past `stop_by` (its host was frozen or suspended) may find the lock
+//! already someone else's: it SIGKILLs the tree at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::child::{self, Child, Wake};
 use crate::duration::{seconds, tenths};
-use crate::lock::{self, Check};
+use crate::lock::{self, clock, Check};
 use crate::mysql::Conn;
 use crate::report::{exit, Failure, Reporter};
-use crate::settings::{OnLost, Orphans, Settings, CHECK_DEADLINE};
+use crate::settings::{Lease, OnLost, Orphans, Settings, CHECK_DEADLINE, LEASE_MARGIN};
 use crate::tree;
 
 /// What `watch` needs to know about the run.
@@ -18,58 +27,106 @@ pub struct Watching<'a> {
     pub settings: &'a Settings,
     pub reporter: &'a Reporter,
     pub started: Instant,
+    pub lease: Lease,
+    /// When the grant last restarted the server's idle clock (`lock::clock`).
+    pub renewed_at: Duration,
 }
+
+/// A check's answer must come this long at least, however close the lease's
+/// end: a zero wait would not even read an answer already there.
+const SHORTEST_READ: Duration = Duration::from_millis(50);
 
 /// Wait for the command and for whatever it leaves behind, checking now and
 /// then that the lock is still ours. Returns true when the lock was lost and
 /// the tree was stopped because of it.
 pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
     let settings = w.settings;
-    // Every check gets the full deadline for its answer, however short the
-    // interval: a short stall of the server is not a lost lock.
-    let mut lock_watch = lock::Watch::new(w.lock_name, CHECK_DEADLINE);
+    let kill_after = settings.kill_after();
+    let mut lock_watch = lock::Watch::new(w.lock_name, w.renewed_at);
     let mut check_every = settings.check_every();
+    let mut lease = match w.lease {
+        Lease::Bounded(lease) if check_every.is_some() => Some(lease),
+        _ => None,
+    };
+    let mut next_check = check_every.map(|every| clock() + every);
     loop {
-        match child.wait(check_every) {
-            Wake::Timeout => {}
-            Wake::CommandExited => {
-                w.reporter.event(&format!(
-                    "the command {} after {} s",
-                    child::describe(child.status.unwrap_or(0)),
-                    tenths(w.started.elapsed())
-                ));
-                if child.tree_empty || leftovers(child, w) {
-                    return false;
+        // When the tree must be dead, and when to start stopping it.
+        let stop_by = lease.map(|lease| lock_watch.renewed_at + lease - LEASE_MARGIN);
+        let stop_from = stop_by.map(|by| by.saturating_sub(kill_after));
+        let now = clock();
+        let why = match (stop_by, stop_from) {
+            (Some(by), _) if now >= by => {
+                if frozen(child, w, now - by) {
+                    return true;
                 }
+                (check_every, lease) = (None, None);
                 continue;
             }
-            Wake::TreeEmpty => {
-                w.reporter
-                    .progress("the last process the command left has exited");
-                return false;
+            (_, Some(from)) if now >= from => format!(
+                "the server has not answered since {} s ago; the lease ends in {} s",
+                tenths(now - lock_watch.renewed_at),
+                tenths(stop_by.unwrap_or(now) + LEASE_MARGIN - now)
+            ),
+            _ => {
+                let until = [next_check, stop_from].into_iter().flatten().min();
+                match child.wait(until.map(|t| t.saturating_sub(now))) {
+                    Wake::Timeout => {}
+                    Wake::CommandExited => {
+                        w.reporter.event(&format!(
+                            "the command {} after {} s",
+                            child::describe(child.status.unwrap_or(0)),
+                            tenths(w.started.elapsed())
+                        ));
+                        if child.tree_empty || leftovers(child, w) {
+                            return false;
+                        }
+                        continue;
+                    }
+                    Wake::TreeEmpty => {
+                        w.reporter
+                            .progress("the last process the command left has exited");
+                        return false;
+                    }
+                    Wake::StopAsked => {
+                        w.reporter.event(&format!(
+                            "got signal {} while waiting for what the command left: \
+                             stopping it (SIGTERM, then SIGKILL after {} s)",
+                            child.stop_signal.unwrap_or(0),
+                            seconds(kill_after)
+                        ));
+                        stop_tree(child, w);
+                        return false;
+                    }
+                }
+                let now = clock();
+                let (Some(due), Some(every)) = (next_check, check_every) else {
+                    continue;
+                };
+                if now < due {
+                    // Woken to start stopping: the top of the loop does it.
+                    continue;
+                }
+                // The answer may take its full deadline, but no longer than
+                // the time left before the stopping must start.
+                let deadline = match stop_from {
+                    Some(from) => CHECK_DEADLINE.min(from.saturating_sub(now)),
+                    None => CHECK_DEADLINE,
+                };
+                let check = lock_watch.check(conn, deadline.max(SHORTEST_READ));
+                next_check = Some(clock() + every);
+                match check {
+                    Check::Ours => continue,
+                    Check::Uncertain => {
+                        w.reporter.progress(&format!(
+                            "no answer to the lock check; the server last answered one \
+                             sent {} s ago",
+                            tenths(clock() - lock_watch.renewed_at)
+                        ));
+                        continue;
+                    }
+                    Check::Lost(why) => why,
+                }
             }
-            Wake::StopAsked => {
-                w.reporter.event(&format!(
-                    "got signal {} while waiting for what the command left: \
-                     stopping it (SIGTERM, then SIGKILL after {} s)",
-                    child.stop_signal.unwrap_or(0),
-                    seconds(settings.kill_after())
-                ));
-                stop_tree(child, w);
-                return false;
-            }
-        }
-        let why = match lock_watch.check(conn) {
-            Check::Ours => continue,
-            Check::Uncertain => {
-                w.reporter.progress(&format!(
-                    "no answer to lock check {} of {}",
-                    lock_watch.unanswered,
-                    lock::MAX_UNANSWERED
-                ));
-                continue;
-            }
-            Check::Lost(why) => why,
         };
         let ran = tenths(w.started.elapsed());
         match settings.on_lost() {
@@ -80,7 +137,7 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                     format!(
                         "{why}; the command has run {ran} s: stopping it and every \
                          process it started (SIGTERM, then SIGKILL after {} s)",
-                        seconds(settings.kill_after())
+                        seconds(kill_after)
                     ),
                 ));
                 stop_tree(child, w);
@@ -91,10 +148,42 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                     "lost the lock after {ran} s: {why}; \
                      on_lost=ignore, so the command goes on unprotected"
                 ));
-                check_every = None;
+                (check_every, lease, next_check) = (None, None, None);
             }
         }
     }
+}
+
+/// The keeper woke `late` past the moment the tree had to be dead: its host
+/// was frozen or suspended, and the lock may be someone else's already. No
+/// grace: SIGKILL, at once. Returns true when the tree was stopped (false:
+/// on_lost=ignore).
+fn frozen(child: &mut Child, w: &Watching, late: Duration) -> bool {
+    let why = format!(
+        "the lease ran out while sera was not running (a frozen or suspended host): \
+         the server may have freed the lock {} s ago",
+        tenths(late + LEASE_MARGIN)
+    );
+    if w.settings.on_lost() == OnLost::Ignore {
+        w.reporter.warn(&format!(
+            "lost the lock: {why}; on_lost=ignore, so the command goes on unprotected"
+        ));
+        return false;
+    }
+    let woke = clock();
+    if let Some(survivors) = child.kill() {
+        give_up_on(&survivors, w);
+    }
+    w.reporter.fail(&Failure::new(
+        exit::LOCK_LOST,
+        "lost the lock",
+        format!(
+            "{why}; killed the command and every process it started (SIGKILL, no grace) \
+             in {} ms",
+            (clock() - woke).as_millis()
+        ),
+    ));
+    true
 }
 
 /// The command has exited and left processes running: apply the orphan
@@ -137,13 +226,17 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
 
 /// Stop the command's whole tree, and say so if part of it would not die.
 fn stop_tree(child: &mut Child, w: &Watching) {
-    let Some(survivors) = child.stop(w.settings.kill_after()) else {
-        return;
-    };
+    if let Some(survivors) = child.stop(w.settings.kill_after()) {
+        give_up_on(&survivors, w);
+    }
+}
+
+/// Say what outlived SIGKILL, which sera gives up on.
+fn give_up_on(survivors: &[tree::Process], w: &Watching) {
     let who = match survivors.is_empty() {
         true => "processes of the command's tree (without a usable /proc sera cannot name them)"
             .to_string(),
-        false => tree::list(&survivors),
+        false => tree::list(survivors),
     };
     w.reporter.warn(&format!(
         "giving up on {who}: still there {} s after SIGKILL (stuck in the kernel, \
