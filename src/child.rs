@@ -37,6 +37,8 @@ pub struct Child {
     pub tree_empty: bool,
     /// The stop signal sera received (SIGTERM, SIGINT, SIGHUP, SIGQUIT), if any.
     pub stop_signal: Option<libc::c_int>,
+    /// As `Signals::as_init`.
+    as_init: bool,
 }
 
 /// The signals that ask sera (a process manager's stop, Ctrl-C, a hangup)
@@ -106,6 +108,7 @@ pub fn block_signals() -> Signals {
         Signals {
             forwarded: set,
             mask: old,
+            as_init: libc::getpid() == 1,
         }
     }
 }
@@ -116,6 +119,9 @@ pub fn block_signals() -> Signals {
 pub struct Signals {
     forwarded: libc::sigset_t,
     mask: libc::sigset_t,
+    /// sera (the front) is PID 1 of a PID namespace: everything else in it
+    /// but the keeper is the command's tree.
+    as_init: bool,
 }
 
 /// Why the command could not start.
@@ -357,6 +363,7 @@ impl Child {
             status: None,
             tree_empty: false,
             stop_signal: None,
+            as_init: signals.as_init,
         }
     }
 
@@ -468,11 +475,12 @@ impl Child {
         true
     }
 
-    /// Send `sig` to every process of the tree. As PID 1 that is everyone
-    /// else in the namespace, which `kill(-1)` reaches without /proc. Without
-    /// a usable /proc only the command itself can be named.
+    /// Send `sig` to every process of the tree. With sera as PID 1 that is
+    /// everyone else in the namespace (the keeper spares itself), which
+    /// `kill(-1)` reaches without /proc. Without a usable /proc only the
+    /// command itself can be named.
     fn signal_tree(&self, sig: libc::c_int) {
-        if unsafe { libc::getpid() } == 1 {
+        if self.as_init {
             unsafe { libc::kill(-1, sig) };
             return;
         }
