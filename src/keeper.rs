@@ -71,7 +71,7 @@ pub fn fork(signals: &Signals) -> Result<Role, SpawnError> {
 /// and exit as it did. `conn` is held, unused, until the end: if the keeper
 /// was killed, the lock stays held while the tree it leaves is stopped.
 pub fn front(mut keeper: Child, conn: Conn, kill_after: Duration, reporter: &Reporter) -> i32 {
-    while !matches!(keeper.wait(None), Wake::CommandExited) {}
+    while !matches!(keeper.wait(None), Wake::CommandExited { .. }) {}
     let status = keeper.status.unwrap_or(0);
     if !libc::WIFSIGNALED(status) {
         // The keeper has released the lock and said all there was to say.

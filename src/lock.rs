@@ -14,8 +14,10 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::dsn::Dsn;
+use crate::duration::left;
 use crate::md5;
 use crate::mysql::{Conn, Error};
 use crate::settings::Lease;
@@ -54,17 +56,18 @@ pub enum Refused {
 /// the same write as the first GET_LOCK of a session (so before a waiter
 /// blocks: a waiter whose host vanished and that is granted the lock then
 /// gives it back within the lease too). A `wait_timeout` the DSN sets is
-/// already the lease, and stays as it is.
-pub fn lease_sql(lease: Lease, dsn_vars: &[(String, String)]) -> Option<String> {
-    let dsn_sets_it = dsn_vars
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("wait_timeout"));
-    (!dsn_sets_it).then(|| format!("SET SESSION wait_timeout={}", lease.seconds()))
+/// already the lease, and stays as it is. (`interactive_timeout` only seeds
+/// wait_timeout at connect, so it is left alone.)
+pub fn keep_session_sql(dsn: &Dsn, lease: Lease) -> Option<String> {
+    dsn.session_var("wait_timeout")
+        .is_none()
+        .then(|| format!("SET SESSION wait_timeout={}", lease.seconds()))
 }
 
 /// The time a lease is counted in: CLOCK_BOOTTIME, which, unlike Instant,
 /// goes on counting while the host is suspended, as the server's clock does.
 pub fn clock() -> Duration {
+    // SAFETY: an all-zero timespec is a valid value.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_BOOTTIME
     // exists on every Linux sera runs on.
@@ -72,17 +75,29 @@ pub fn clock() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// What a try that does not wait found: the name now held, if any; and,
+/// when the `keep_session` statement went with it, the server's reason if
+/// it refused that statement (the lock is taken all the same).
+pub struct Tried {
+    pub held: Option<String>,
+    pub keep_session_refused: Option<Error>,
+}
+
+/// The lock is ours; `keep_session_refused` as for `Tried`.
+struct Acquired {
+    keep_session_refused: Option<Error>,
+}
+
 /// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours.
 ///
-/// `setup` (from `lease_sql`) goes out in the same write as the
-/// GET_LOCK, so it costs no round trip of its own. If only the setup fails,
-/// the lock is still taken and the server's reason comes back in the Ok.
-pub fn acquire(
+/// `keep_session` (from `keep_session_sql`) goes out in the same write as
+/// the GET_LOCK, so it costs no round trip of its own.
+fn acquire(
     conn: &mut Conn,
     name: &str,
     wait: Duration,
-    setup: Option<&str>,
-) -> Result<Option<Error>, Refused> {
+    keep_session: Option<&str>,
+) -> Result<Acquired, Refused> {
     let seconds = if conn.is_mariadb() {
         // Milliseconds, rounded up.
         let ms = wait.as_nanos().div_ceil(1_000_000);
@@ -92,9 +107,12 @@ pub fn acquire(
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
-    let (answer, setup_failed) = ask(conn, &sql, setup, wait).map_err(Refused::Failed)?;
+    let (answer, keep_session_refused) =
+        ask(conn, &sql, keep_session, wait).map_err(Refused::Failed)?;
     match answer.as_deref() {
-        Some("1") => Ok(setup_failed),
+        Some("1") => Ok(Acquired {
+            keep_session_refused,
+        }),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),
@@ -102,19 +120,20 @@ pub fn acquire(
     }
 }
 
-/// Send `sql` (after `setup`, in the same write) and read the one value it
-/// answers, allowing `wait` beyond the usual reply timeout.
+/// Send `sql` (after `keep_session`, in the same write) and read the one
+/// value it answers, allowing `wait` beyond the usual reply timeout; and
+/// the server's refusal of `keep_session`, if it refused it.
 fn ask(
     conn: &mut Conn,
     sql: &str,
-    setup: Option<&str>,
+    keep_session: Option<&str>,
     wait: Duration,
 ) -> Result<(Option<String>, Option<Error>), Error> {
-    let mut setup_failed = None;
-    if let Some(setup) = setup {
-        conn.send_query_pipelined(setup, sql)?;
+    let mut keep_session_refused = None;
+    if let Some(keep_session) = keep_session {
+        conn.send_query_pipelined(keep_session, sql)?;
         match conn.read_done(conn.reply_timeout()) {
-            Err(e @ Error::Server { .. }) => setup_failed = Some(e),
+            Err(e @ Error::Server { .. }) => keep_session_refused = Some(e),
             Err(e) => return Err(e),
             Ok(()) => {}
         }
@@ -122,7 +141,17 @@ fn ask(
         conn.send_query(sql)?;
     }
     let row = conn.read_row(wait + conn.reply_timeout())?;
-    Ok((first_value(row), setup_failed))
+    Ok((first_value(row), keep_session_refused))
+}
+
+/// The names of the lock's slots: one slot is the plain lock, the bare
+/// name, which is what an application's `GET_LOCK('NAME', ...)` and the Go
+/// sera take; more are `NAME#1` to `NAME#N`.
+pub fn slot_names(name: &str, slots: u32) -> Vec<String> {
+    match slots {
+        1 => vec![name.to_string()],
+        _ => numbered(name, "", slots),
+    }
 }
 
 /// `NAME#<kind>1` to `NAME#<kind>N`: the slots of a semaphore (kind "") or
@@ -150,58 +179,66 @@ fn base(name: &str) -> String {
 /// all of them again: a slot freed elsewhere stays unused at most this long.
 const SLOT_BEAT: Duration = Duration::from_secs(1);
 
-/// Take the lock, or with slots any free slot, without waiting: Some(the
-/// name now held). `setup` as for `acquire`.
+/// Take the lock, or with slots any free slot, without waiting.
+/// `keep_session` as for `acquire`.
 pub fn try_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
-    setup: Option<&str>,
-) -> Result<(Option<String>, Option<Error>), Error> {
-    if slots == 1 {
+    keep_session: Option<&str>,
+) -> Result<Tried, Error> {
+    match slot_names(name, slots).as_slice() {
         // A bare GET_LOCK, the one statement every proxy lets through.
-        return match acquire(conn, name, Duration::ZERO, setup) {
-            Ok(setup_failed) => Ok((Some(name.to_string()), setup_failed)),
-            Err(Refused::TimedOut) => Ok((None, None)),
+        [only] => match acquire(conn, only, Duration::ZERO, keep_session) {
+            Ok(acquired) => Ok(Tried {
+                held: Some(only.clone()),
+                keep_session_refused: acquired.keep_session_refused,
+            }),
+            Err(Refused::TimedOut) => Ok(Tried {
+                held: None,
+                keep_session_refused: None,
+            }),
             Err(Refused::Failed(e)) => Err(e),
-        };
+        },
+        all => try_each(conn, all, keep_session),
     }
-    try_each(conn, &numbered(name, "", slots), setup)
 }
 
-/// Wait up to `wait` for the lock, or with slots for any slot: Ok(the name
-/// now held).
+/// Wait until `deadline` for the lock, or with slots for any slot: Ok(the
+/// name now held).
 pub fn wait_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<String, Refused> {
-    match slots {
-        1 => acquire(conn, name, wait, None).map(|_| name.to_string()),
-        _ => acquire_slot(conn, name, slots, wait),
+    match slot_names(name, slots).as_slice() {
+        [only] => acquire(conn, only, left(deadline), None).map(|_| only.clone()),
+        all => acquire_slot(conn, name, all, deadline),
     }
 }
 
-/// Take one of the semaphore's slots, waiting up to `wait`. A free slot is
-/// taken at once. Otherwise only the first waiter in line, who holds the
-/// turnstile, waits on the server, on one slot at a time; the others wait on
-/// the turnstile. So a full semaphore costs the server one blocked query per
-/// waiter and one more per second, and nobody polls.
+/// Take one of the semaphore's slots (`slot_names`, of the lock `name`),
+/// waiting until `deadline`. A free slot is taken at once. Otherwise only
+/// the first waiter in line, who holds the turnstile, waits on the server,
+/// on one slot at a time; the others wait on the turnstile. So a full
+/// semaphore costs the server one blocked query per waiter and one more per
+/// second, and nobody polls.
 fn acquire_slot(
     conn: &mut Conn,
     name: &str,
-    slots: u32,
-    wait: Duration,
+    slot_names: &[String],
+    deadline: Instant,
 ) -> Result<String, Refused> {
-    let deadline = std::time::Instant::now() + wait;
-    let left = || deadline.saturating_duration_since(std::time::Instant::now());
-    let (turnstile, slot_names) = (turnstile(name), numbered(name, "", slots));
-    if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
+    let turnstile = turnstile(name);
+    if let Some(slot) = try_each(conn, slot_names, None)
+        .map_err(Refused::Failed)?
+        .held
+    {
         return Ok(slot);
     }
-    acquire(conn, &turnstile, left(), None)?;
-    let taken = wait_in_line(conn, &slot_names, left);
+    acquire(conn, &turnstile, left(deadline), None)?;
+    let taken = wait_in_line(conn, slot_names, deadline);
     // Let the next waiter up to the front, whatever happened here. (If
     // this fails, the session is gone, and the turnstile with it.)
     let _ = release(conn, &turnstile);
@@ -213,18 +250,21 @@ fn acquire_slot(
 fn wait_in_line(
     conn: &mut Conn,
     slot_names: &[String],
-    left: impl Fn() -> Duration,
+    deadline: Instant,
 ) -> Result<String, Refused> {
     let mut next = 0;
     loop {
-        if let (Some(slot), _) = try_each(conn, slot_names, None).map_err(Refused::Failed)? {
+        if let Some(slot) = try_each(conn, slot_names, None)
+            .map_err(Refused::Failed)?
+            .held
+        {
             return Ok(slot);
         }
-        if left().is_zero() {
+        if left(deadline).is_zero() {
             return Err(Refused::TimedOut);
         }
         let slot = &slot_names[next % slot_names.len()];
-        match acquire(conn, slot, left().min(SLOT_BEAT), None) {
+        match acquire(conn, slot, left(deadline).min(SLOT_BEAT), None) {
             Ok(_) => return Ok(slot.clone()),
             Err(Refused::TimedOut) => next += 1,
             Err(e) => return Err(e),
@@ -239,24 +279,31 @@ pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
 }
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
-/// GET_LOCK that answers 1, so at most one lock is taken. Its name, if any.
+/// GET_LOCK that answers 1, so at most one lock is taken. `keep_session` as
+/// for `acquire`.
 pub fn try_each(
     conn: &mut Conn,
     names: &[String],
-    setup: Option<&str>,
-) -> Result<(Option<String>, Option<Error>), Error> {
+    keep_session: Option<&str>,
+) -> Result<Tried, Error> {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
         .collect();
     let sql = format!("SELECT CASE {} END", cases.join(" "));
-    let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
+    let (answer, keep_session_refused) = ask(conn, &sql, keep_session, Duration::ZERO)?;
     let Some(answer) = answer else {
-        return Ok((None, setup_failed));
+        return Ok(Tried {
+            held: None,
+            keep_session_refused,
+        });
     };
     match answer.parse::<usize>().ok().and_then(|i| names.get(i)) {
-        Some(name) => Ok((Some(name.clone()), setup_failed)),
+        Some(name) => Ok(Tried {
+            held: Some(name.clone()),
+            keep_session_refused,
+        }),
         None => Err(Error::Protocol(format!(
             "the server answered {answer:?} to a choice of {} locks",
             names.len()
@@ -288,6 +335,7 @@ pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'stati
 
 fn host_name() -> String {
     let mut buf = [0u8; 256];
+    // SAFETY: buf is a live buffer of the length given.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     match ok {

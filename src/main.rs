@@ -5,6 +5,7 @@
 //! it in order.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sera::args::{self, Args, Request};
@@ -13,12 +14,12 @@ use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
 use sera::keeper::{self, Role};
 use sera::lock;
-use sera::mysql::{self, Conn};
+use sera::mysql::Conn;
 use sera::report::{exit, say, Failure, Reporter};
-use sera::room::{self, Asking, Turn};
+use sera::room::{self, Asking, Connector, Turn};
 use sera::settings::{Lease, Settings};
 use sera::status;
-use sera::watch::{self, Watching};
+use sera::watch::{self, Ending, Watching};
 
 fn main() {
     let mut reporter = Reporter::stderr_only();
@@ -44,27 +45,37 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     //    and the flags make of this run.
     let plan = configure(&args, reporter)?;
 
-    // Before connecting: a command that cannot start is 203 now, not after
-    // a wait for a lock it could not use. (`status` runs no command.)
-    if status.is_none() {
-        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
+    // `sera status` only looks: it connects, asks who holds the lock, and
+    // says so.
+    let deadline = Instant::now() + args.wait;
+    if let Some(json) = status {
+        return look(&plan, deadline, json, reporter);
     }
+
+    // Before connecting: a command that cannot start is 203 now, not after
+    // a wait for a lock it could not use.
+    let program =
+        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
 
     // 3. Connect: one dedicated connection, for this run only.
     //    It tells the server who it is, for `sera status` to show others.
     //    A server that has reached max_connections is waited out, with the
     //    rest of the herd, as long as <wait> allows.
-    let deadline = Instant::now() + args.wait;
-    let about = lock::introduction(&plan.lock_name, status.is_none().then(|| &args.command[0]));
+    let about = lock::introduction(&plan.lock_name, Some(&args.command[0]));
     let connect = || Conn::connect_as(&plan.config.server, &about);
-    let mut conn = connect_within(&connect, &plan.config, deadline, reporter)?;
-    // `sera status` stops here: it only looks.
-    if let Some(json) = status {
-        return status::show_status(conn, &plan.lock_name, plan.settings.slots(), json);
-    }
+    let mut connector = Connector::new(&connect, deadline);
+    let lease = lease(&args, &plan, reporter)?;
+    let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
-    // 4. Lock, or wait for whoever holds it.
-    let (turn, renewed_at) = take_lock(&mut conn, &plan, &args, deadline, &connect, reporter)?;
+    // 4. Lock, or wait for whoever holds it. The same write makes the
+    //    session's idle timeout the lease.
+    let taking = Taking {
+        plan: &plan,
+        args: &args,
+        lease,
+        deadline,
+    };
+    let (turn, renewed_at) = take_lock(&mut conn, &taking, &mut connector, reporter)?;
     let (held, seat) = match turn {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
@@ -74,18 +85,19 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     //    keeper (a fork of sera) runs the rest, the command as its child;
     //    this process, the front, holds on to the connection and waits.
     let signals = child::block_signals();
+    let kill_after = plan.settings.kill_after();
     match keeper::fork(&signals).map_err(|e| cannot_run(&args.command[0], e))? {
-        Role::Front(keeper) => {
-            return Ok(keeper::front(
-                keeper,
-                conn,
-                plan.settings.kill_after(),
-                reporter,
-            ))
-        }
+        Role::Front(keeper) => return Ok(keeper::front(keeper, conn, kill_after, reporter)),
         Role::Keeper => {}
     }
-    let mut child = spawn(&mut conn, &args, &signals, seat.as_deref(), reporter)?;
+    let mut child = spawn(
+        &mut conn,
+        &program,
+        &args,
+        &signals,
+        seat.as_deref(),
+        reporter,
+    )?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -94,13 +106,13 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         settings: &plan.settings,
         reporter,
         started: Instant::now(),
-        lease: plan.lease,
+        lease,
         renewed_at,
     };
-    let lost = watch::watch(&mut conn, &mut child, &watching);
+    let ending = watch::watch(&mut conn, &mut child, &watching);
 
     // 7. Release: ending the session frees the lock at once.
-    Ok(release(conn, &child, lost, reporter))
+    Ok(release(conn, ending, reporter))
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has
@@ -127,11 +139,10 @@ struct Plan {
     config: Config,
     lock_name: String,
     settings: Settings,
-    lease: Lease,
 }
 
 /// Step 2: read the config, name the lock, set up the reporter, and refuse
-/// flags that contradict each other, or a lease they cannot fit in.
+/// flags that contradict each other.
 fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
     let path = config::choose_path(args.config.clone());
     let config = config::load(&path)
@@ -157,7 +168,6 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
              use one or the other",
         ));
     }
-    let lease = lease(args, &config, &path, &settings, reporter)?;
     if args.detailed_exit_codes && !args.wait_and_skip {
         reporter.warn(
             "--detailed-exit-codes does nothing without --wait-and-skip \
@@ -168,46 +178,53 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
         config,
         lock_name,
         settings,
-        lease,
     })
 }
 
 /// The lease of this run, or why the settings cannot fit one: a bad
 /// argument (201) if a flag shaped it, else a bad config (200).
-fn lease(
-    args: &Args,
-    config: &Config,
-    path: &std::path::Path,
-    settings: &Settings,
-    reporter: &Reporter,
-) -> Result<Lease, Failure> {
-    let dsn_wait_timeout = config
+fn lease(args: &Args, plan: &Plan, reporter: &Reporter) -> Result<Lease, Failure> {
+    let dsn_wait_timeout = plan
+        .config
         .server
         .session_var("wait_timeout")
         .and_then(|v| v.parse().ok());
-    for warning in settings.warnings(dsn_wait_timeout) {
+    for warning in plan.settings.warnings(dsn_wait_timeout) {
         reporter.warn(&warning);
     }
     let flag = |key: &str| match args.settings.given(key) {
         true => format!("--{}", key.replace('_', "-")),
         false => key.to_string(),
     };
-    settings
-        .lease(dsn_wait_timeout, &flag)
-        .map_err(|why| match args.settings.shapes_the_lease() {
+    plan.settings.lease(dsn_wait_timeout, &flag).map_err(|why| {
+        match args.settings.shapes_the_lease() {
             true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
-            false => Failure::new(exit::CONFIG, format!("config {}", path.display()), why),
-        })
+            false => Failure::new(
+                exit::CONFIG,
+                format!("config {}", plan.config.path.display()),
+                why,
+            ),
+        }
+    })
+}
+
+/// `sera status`: step 3, then who holds the lock, on stdout.
+fn look(plan: &Plan, deadline: Instant, json: bool, reporter: &Reporter) -> Result<i32, Failure> {
+    let about = lock::introduction(&plan.lock_name, None);
+    let connect = || Conn::connect_as(&plan.config.server, &about);
+    let mut connector = Connector::new(&connect, deadline);
+    let conn = connect_within(&mut connector, &plan.config, reporter)?;
+    status::show_status(conn, &plan.lock_name, plan.settings.slots(), json)
 }
 
 /// Step 3: the run's one connection.
 fn connect_within(
-    connect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    connector: &mut Connector,
     config: &Config,
-    deadline: Instant,
     reporter: &Reporter,
 ) -> Result<Conn, Failure> {
-    let conn = room::connect(connect, &mut room::Backoff::default(), deadline)
+    let conn = connector
+        .connect()
         .map_err(|e| connect_failure(config, e))?;
     reporter.progress(&format!(
         "connected to {} ({}) as connection {}",
@@ -218,29 +235,43 @@ fn connect_within(
     Ok(conn)
 }
 
+/// What step 4 needs to know.
+struct Taking<'a> {
+    plan: &'a Plan,
+    args: &'a Args,
+    lease: Lease,
+    /// When `<wait>` is over.
+    deadline: Instant,
+}
+
 /// Step 4: the lock, or a slot of it, or the news that the run we waited
-/// for is over, and when the grant restarted the server's idle clock. The
-/// same round trip sets the session's idle timeout to the lease.
+/// for is over; and when the grant restarted the server's idle clock, from
+/// which the lease runs (`lock::clock`). The same round trip sets the
+/// session's idle timeout to the lease.
 fn take_lock(
     conn: &mut Conn,
-    plan: &Plan,
-    args: &Args,
-    deadline: Instant,
-    reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    taking: &Taking,
+    connector: &mut Connector,
     reporter: &Reporter,
 ) -> Result<(Turn, Duration), Failure> {
+    let Taking {
+        plan,
+        args,
+        lease,
+        deadline,
+    } = *taking;
     let asked = Instant::now();
     let sent = lock::clock();
-    let lease_sql = lock::lease_sql(plan.lease, &plan.config.server.session_vars);
+    let keep_session = lock::keep_session_sql(&plan.config.server, lease);
     let asking = Asking {
         lock_name: &plan.lock_name,
         args,
         deadline,
         settings: &plan.settings,
-        setup: lease_sql.as_deref(),
+        keep_session: keep_session.as_deref(),
         reporter,
     };
-    let turn = room::take_lock(conn, &asking, reconnect)
+    let turn = room::take_lock(conn, &asking, connector)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
     // The server's idle clock restarted when it granted the lock, which was
     // no later than the answer came; a second less allows for the way
@@ -270,13 +301,15 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
 /// so that the round trip does not delay the command's start.
 fn spawn(
     conn: &mut Conn,
+    program: &Path,
     args: &Args,
     signals: &child::Signals,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
-    let child =
-        child::spawn(&args.command, signals).map_err(|e| cannot_run(&args.command[0], e))?;
+    // SAFETY: sera never starts a thread.
+    let child = unsafe { child::spawn(program, &args.command, signals) }
+        .map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
         reporter.warn(&format!(
             "could not give back the waiting-room seat {}: {e}",
@@ -287,13 +320,15 @@ fn spawn(
 }
 
 /// Step 7: end the session, which frees the lock, and say how the run ends.
-fn release(mut conn: Conn, child: &Child, lost: bool, reporter: &Reporter) -> i32 {
+fn release(mut conn: Conn, ending: Ending, reporter: &Reporter) -> i32 {
     conn.quit();
-    if lost {
-        return exit::LOCK_LOST;
+    match ending {
+        Ending::LockLost => exit::LOCK_LOST,
+        Ending::Exited { status } => {
+            reporter.progress("released the lock");
+            child::exit_code(status)
+        }
     }
-    reporter.progress("released the lock");
-    child.status.map_or(exit::LOCK_LOST, child::exit_code)
 }
 
 /// The command as one line, for logs; the lock name is the MD5 of this.

@@ -72,7 +72,9 @@ pub enum Error {
     /// Anything else, said in words for the user: a peer that does not speak
     /// the protocol as expected, something sera will not do (an auth plugin,
     /// a password in clear, TLS it was built without), a failed TLS handshake,
-    /// an unusable server key. `lock` adds a GET_LOCK that said NULL.
+    /// an unusable server key. lock.rs and status.rs add answers that make
+    /// no sense to them (a GET_LOCK that said NULL, an IS_USED_LOCK that is
+    /// not a connection id).
     Protocol(String),
 }
 
@@ -434,7 +436,7 @@ impl Conn {
             return Err(protocol("TLS is only for TCP connections"));
         };
         let tcp = tcp.try_clone()?;
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = crate::duration::left(deadline);
         tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let mut tls = crate::tls::start(dsn, host, tcp).map_err(Error::Protocol)?;
         crate::tls::handshake(&mut tls).map_err(|e| match crate::tls::explain(&e, host) {
@@ -684,7 +686,7 @@ impl Conn {
     fn fill_to(&mut self, want: usize, deadline: Instant) -> Result<(), Error> {
         let mut chunk = [0u8; 4096];
         while self.inbox.len() < want {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::duration::left(deadline);
             if left.is_zero() {
                 return Err(Error::Timeout);
             }

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crate::args::Args;
-use crate::duration::seconds;
+use crate::duration::{left, seconds};
 use crate::lock::{self, Refused};
 use crate::mysql::{self, Conn, Error};
 use crate::report::Reporter;
@@ -26,19 +26,29 @@ use crate::status::{self, Holder};
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const CEILING: Duration = Duration::from_secs(4);
 
-/// Take a seat in the room of `name`, if one is free: Some(seat), to be
-/// left with `leave` once the wait is over. A room of 0 seats means no
-/// room at all: everyone waits connected, and gets Some("").
-pub fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Option<String>, Error> {
+/// Where a waiter may wait.
+enum Entry {
+    /// Connected, blocked in the server: with a seat of the room, to give
+    /// back with `leave` once the wait is over; or with none, where there
+    /// is no room.
+    In { seat: Option<String> },
+    /// Every seat is taken: outside, hung up.
+    Full,
+}
+
+/// Take a seat in the room of `name`, if one is free. A room of 0 seats
+/// means no room at all: everyone waits connected.
+fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Entry, Error> {
     if seats == 0 {
-        return Ok(Some(String::new()));
+        return Ok(Entry::In { seat: None });
     }
     let seat_names = lock::numbered(name, "room", seats);
     match lock::try_each(conn, &seat_names, None) {
-        Ok((free, _)) => Ok(free),
+        Ok(tried) if tried.held.is_some() => Ok(Entry::In { seat: tried.held }),
+        Ok(_) => Ok(Entry::Full),
         // A proxy that lets only a bare GET_LOCK through (Vitess) refuses
         // the seat query: there is no room there, wait connected as before.
-        Err(Error::Server { .. }) => Ok(Some(String::new())),
+        Err(Error::Server { .. }) => Ok(Entry::In { seat: None }),
         Err(e) => Err(e),
     }
 }
@@ -52,7 +62,7 @@ pub fn leave(conn: &mut Conn, seat: Option<&str>) -> Result<(), Error> {
 }
 
 /// Growing, jittered pauses between tries from outside the room.
-pub struct Backoff {
+struct Backoff {
     next: Duration,
     /// A small xorshift state: jitter needs no more than this.
     random: u64,
@@ -72,38 +82,59 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Sleep the next pause, cut short at `deadline`; false when the
-    /// deadline has come.
-    pub fn sleep(&mut self, deadline: Instant) -> bool {
+    /// Sleep the next pause, cut short at `deadline`.
+    fn sleep(&mut self, deadline: Instant) {
         self.random ^= self.random << 13;
         self.random ^= self.random >> 7;
         self.random ^= self.random << 17;
         // Between half and one and a half times the pause.
         let pause = self.next / 2 + Duration::from_nanos(self.random % self.next.as_nanos() as u64);
         self.next = (self.next * 2).min(CEILING);
-        let left = deadline.saturating_duration_since(Instant::now());
-        std::thread::sleep(pause.min(left));
-        Instant::now() < deadline
+        std::thread::sleep(pause.min(left(deadline)));
     }
 }
 
-/// Connect with `connect`, waiting out "Too many connections" with backoff
-/// until `deadline`; any other failure, or 1040 at the deadline, is final.
-pub fn connect(
-    connect: &dyn Fn() -> Result<Conn, Error>,
-    backoff: &mut Backoff,
+/// How a run connects, at its start and again from outside a full room:
+/// "Too many connections" is waited out until the run's deadline, and each
+/// pause, for either reason, is the next of the run's one backoff.
+pub struct Connector<'a> {
+    connect: &'a dyn Fn() -> Result<Conn, Error>,
     deadline: Instant,
-) -> Result<Conn, Error> {
-    loop {
-        match connect() {
-            // After the last pause, cut at the deadline, one last try.
-            Err(Error::Server {
-                code: mysql::TOO_MANY_CONNECTIONS,
-                ..
-            }) if Instant::now() < deadline => {
-                backoff.sleep(deadline);
+    backoff: Backoff,
+}
+
+impl Connector<'_> {
+    pub fn new(connect: &dyn Fn() -> Result<Conn, Error>, deadline: Instant) -> Connector<'_> {
+        Connector {
+            connect,
+            deadline,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Connect now. Any failure but 1040, or 1040 at the deadline, is final.
+    pub fn connect(&mut self) -> Result<Conn, Error> {
+        self.connect_after(false)
+    }
+
+    /// Connect after the next pause, as `connect` otherwise.
+    fn connect_later(&mut self) -> Result<Conn, Error> {
+        self.connect_after(true)
+    }
+
+    fn connect_after(&mut self, mut pause: bool) -> Result<Conn, Error> {
+        loop {
+            if pause {
+                self.backoff.sleep(self.deadline);
             }
-            result => return result,
+            match (self.connect)() {
+                // After the last pause, cut at the deadline, one last try.
+                Err(Error::Server {
+                    code: mysql::TOO_MANY_CONNECTIONS,
+                    ..
+                }) if Instant::now() < self.deadline => pause = true,
+                result => return result,
+            }
         }
     }
 }
@@ -136,45 +167,44 @@ pub struct Asking<'a> {
     /// When `<wait>` is over.
     pub deadline: Instant,
     pub settings: &'a Settings,
-    /// Sent with every first try of a session: `lock::lease_sql`.
-    pub setup: Option<&'a str>,
+    /// Sent with every first try of a session: `lock::keep_session_sql`.
+    pub keep_session: Option<&'a str>,
     pub reporter: &'a Reporter,
 }
 
 /// Take the lock, or one of its slots, waiting for it until `deadline`: first
 /// without waiting; then, with a seat in the waiting room, connected and
 /// blocked in the server; and while the room is full, from outside, hung up,
-/// trying again now and then on a new connection (`reconnect`). With
+/// trying again now and then on a new connection (`connector`). With
 /// `--wait-and-skip` only the first to ask runs; the others wait for it to
 /// finish and skip.
 pub fn take_lock(
     conn: &mut Conn,
     asking: &Asking,
-    reconnect: &dyn Fn() -> Result<Conn, mysql::Error>,
+    connector: &mut Connector,
 ) -> Result<Turn, NoTurn> {
     let Asking {
         lock_name,
         args,
         deadline,
         settings,
-        setup,
+        keep_session,
         reporter,
     } = *asking;
     let slots = settings.slots();
-    let mut backoff = Backoff::default();
     let mut first = true;
     let mut was_outside = false;
     loop {
-        // Every try is on a new session, which needs the setup too.
-        let (held, setup_failed) =
-            lock::try_take(conn, lock_name, slots, setup).map_err(NoTurn::LockFailed)?;
-        if let (Some(e), true) = (setup_failed, first) {
+        // Every try is on a new session, which needs keep_session too.
+        let tried =
+            lock::try_take(conn, lock_name, slots, keep_session).map_err(NoTurn::LockFailed)?;
+        if let (Some(e), true) = (tried.keep_session_refused, first) {
             reporter.warn(&format!(
                 "could not set the lock session's wait_timeout to the lease: {e}; \
                  if this host vanishes, the server keeps the lock for its own wait_timeout"
             ));
         }
-        match held {
+        match tried.held {
             // With --wait-and-skip, a lock free on a later try means the
             // run we waited for is over.
             Some(_) if args.wait_and_skip && !first => return Ok(Turn::Skip),
@@ -196,13 +226,11 @@ pub fn take_lock(
         if Instant::now() >= deadline {
             return Err(timed_out(conn, lock_name, slots));
         }
-        let seat =
+        let entry =
             take_seat(conn, lock_name, settings.waiting_room()).map_err(NoTurn::LockFailed)?;
-        if let Some(seat) = seat {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let seat = (!seat.is_empty()).then_some(seat);
+        if let Entry::In { seat } = entry {
             // On every way out but Ours the session ends, and the seat with it.
-            return match lock::wait_take(conn, lock_name, slots, left) {
+            return match lock::wait_take(conn, lock_name, slots, deadline) {
                 Ok(_) if args.wait_and_skip => Ok(Turn::Skip),
                 Ok(held) => Ok(Turn::Ours { held, seat }),
                 Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, slots)),
@@ -215,16 +243,15 @@ pub fn take_lock(
         }
         was_outside = true;
         conn.quit();
-        backoff.sleep(deadline);
-        *conn = connect(reconnect, &mut backoff, deadline).map_err(NoTurn::ConnectFailed)?;
+        *conn = connector.connect_later().map_err(NoTurn::ConnectFailed)?;
     }
 }
 
 /// The wait is over: who held the lock, for the message. Only the plain
 /// lock has one holder to name.
 fn timed_out(conn: &mut Conn, lock_name: &str, slots: u32) -> NoTurn {
-    let holder = match slots {
-        1 => status::holder(conn, lock_name).ok().flatten().map(Box::new),
+    let holder = match lock::slot_names(lock_name, slots).as_slice() {
+        [only] => status::holder(conn, only).ok().flatten().map(Box::new),
         _ => None,
     };
     NoTurn::TimedOut { holder }

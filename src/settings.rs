@@ -1,5 +1,6 @@
 //! How sera takes the lock and watches it and the command's tree: `slots`,
-//! `check_interval`, `lease`, `on_lost`, `kill_after` and `orphans`.
+//! `waiting_room`, `check_interval`, `lease`, `on_lost`, `kill_after` and
+//! `orphans`.
 //!
 //! Each may be set by a flag (`--check-interval 1s`) or by the config key of
 //! the same name (`"check_interval": "1s"`), so they are declared and parsed
@@ -31,6 +32,9 @@ const DEFAULT_WAITING_ROOM: u32 = 16;
 /// More slots than this would make lock names too long, and no fleet needs
 /// them.
 const MAX_SLOTS: u32 = 1000;
+
+/// The same for the waiting room's seats, whose names are made alike.
+const MAX_SEATS: u32 = 1000;
 
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -105,10 +109,10 @@ impl Settings {
                 }
             },
             "waiting_room" => match value.parse() {
-                Ok(n) if n <= MAX_SLOTS && !value.starts_with('+') => self.waiting_room = Some(n),
+                Ok(n) if n <= MAX_SEATS && !value.starts_with('+') => self.waiting_room = Some(n),
                 _ => {
                     return Err(format!(
-                        "\"{value}\" is not a number of seats from 0 to {MAX_SLOTS}"
+                        "\"{value}\" is not a number of seats from 0 to {MAX_SEATS}"
                     ))
                 }
             },

@@ -16,10 +16,7 @@ pub fn show_status(
     slots: u32,
     json: bool,
 ) -> Result<i32, Failure> {
-    let names = match slots {
-        1 => vec![lock_name.to_string()],
-        _ => lock::numbered(lock_name, "", slots),
-    };
+    let names = lock::slot_names(lock_name, slots);
     let mut lines = Vec::new();
     let mut held = 0;
     for name in &names {
@@ -38,7 +35,7 @@ pub fn show_status(
         });
     }
     conn.quit();
-    match (json, slots) {
+    match (json, names.len()) {
         (true, 1) | (false, _) => say(&format!("{}\n", lines.join("\n"))),
         (true, _) => say(&format!("{{\"slots\":[{}]}}\n", lines.join(","))),
     }

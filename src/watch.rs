@@ -36,15 +36,22 @@ pub struct Watching<'a> {
 /// end: a zero wait would not even read an answer already there.
 const SHORTEST_READ: Duration = Duration::from_millis(50);
 
+/// How the watch ended.
+pub enum Ending {
+    /// The command exited with this wait status, and what it left behind
+    /// was seen out by the orphan policy.
+    Exited { status: libc::c_int },
+    /// The lock was lost, and the tree was stopped because of it.
+    LockLost,
+}
+
 /// Wait for the command and for whatever it leaves behind, checking now and
-/// then that the lock is still ours. Returns true when the lock was lost and
-/// the tree was stopped because of it.
-pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
-    let settings = w.settings;
-    let kill_after = settings.kill_after();
-    let mut lock_watch = lock::Watch::new(w.lock_name, w.renewed_at);
+/// then that the lock is still ours.
+pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending {
+    let settings = watching.settings;
+    let mut lock_watch = lock::Watch::new(watching.lock_name, watching.renewed_at);
     let mut check_every = settings.check_every();
-    let mut lease = match w.lease {
+    let mut lease = match watching.lease {
         Lease::Bounded(lease) if check_every.is_some() => Some(lease),
         _ => None,
     };
@@ -52,50 +59,50 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
     loop {
         // When the tree must be dead, and when to start stopping it.
         let stop_by = lease.map(|lease| lock_watch.renewed_at + lease - LEASE_MARGIN);
-        let stop_from = stop_by.map(|by| by.saturating_sub(kill_after));
+        let stop_from = stop_by.map(|by| by.saturating_sub(settings.kill_after()));
         let now = clock();
         let why = match (stop_by, stop_from) {
             (Some(by), _) if now >= by => {
-                if frozen(child, w, now - by) {
-                    return true;
+                if frozen(child, watching, now - by) {
+                    return Ending::LockLost;
                 }
-                (check_every, lease) = (None, None);
+                (check_every, lease, next_check) = (None, None, None);
                 continue;
             }
-            (_, Some(from)) if now >= from => format!(
+            (Some(by), Some(from)) if now >= from => format!(
                 "the server has not answered since {} s ago; the lease ends in {} s",
                 tenths(now - lock_watch.renewed_at),
-                tenths(stop_by.unwrap_or(now) + LEASE_MARGIN - now)
+                tenths(by + LEASE_MARGIN - now)
             ),
             _ => {
                 let until = [next_check, stop_from].into_iter().flatten().min();
                 match child.wait(until.map(|t| t.saturating_sub(now))) {
                     Wake::Timeout => {}
-                    Wake::CommandExited => {
-                        w.reporter.event(&format!(
+                    Wake::CommandExited { status } => {
+                        watching.reporter.event(&format!(
                             "the command {} after {} s",
-                            child::describe(child.status.unwrap_or(0)),
-                            tenths(w.started.elapsed())
+                            child::describe(status),
+                            tenths(watching.started.elapsed())
                         ));
-                        if child.tree_empty || leftovers(child, w) {
-                            return false;
+                        if child.tree_empty || leftovers(child, watching) {
+                            return Ending::Exited { status };
                         }
                         continue;
                     }
-                    Wake::TreeEmpty => {
-                        w.reporter
+                    Wake::TreeEmpty { status } => {
+                        watching
+                            .reporter
                             .progress("the last process the command left has exited");
-                        return false;
+                        return Ending::Exited { status };
                     }
-                    Wake::StopAsked => {
-                        w.reporter.event(&format!(
-                            "got signal {} while waiting for what the command left: \
-                             stopping it (SIGTERM, then SIGKILL after {} s)",
-                            child.stop_signal.unwrap_or(0),
-                            seconds(kill_after)
+                    Wake::StopAsked { signal, status } => {
+                        watching.reporter.event(&format!(
+                            "got signal {signal} while waiting for what the command left: \
+                             stopping it ({})",
+                            term_then_kill(settings)
                         ));
-                        stop_tree(child, w);
-                        return false;
+                        stop_tree(child, watching);
+                        return Ending::Exited { status };
                     }
                 }
                 let now = clock();
@@ -117,7 +124,7 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                 match check {
                     Check::Ours => continue,
                     Check::Uncertain => {
-                        w.reporter.progress(&format!(
+                        watching.reporter.progress(&format!(
                             "no answer to the lock check; the server last answered one \
                              sent {} s ago",
                             tenths(clock() - lock_watch.renewed_at)
@@ -128,23 +135,23 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
                 }
             }
         };
-        let ran = tenths(w.started.elapsed());
+        let ran = tenths(watching.started.elapsed());
         match settings.on_lost() {
             OnLost::Term => {
-                w.reporter.fail(&Failure::new(
+                watching.reporter.fail(&Failure::new(
                     exit::LOCK_LOST,
                     "lost the lock",
                     format!(
                         "{why}; the command has run {ran} s: stopping it and every \
-                         process it started (SIGTERM, then SIGKILL after {} s)",
-                        seconds(kill_after)
+                         process it started ({})",
+                        term_then_kill(settings)
                     ),
                 ));
-                stop_tree(child, w);
-                return true;
+                stop_tree(child, watching);
+                return Ending::LockLost;
             }
             OnLost::Ignore => {
-                w.reporter.warn(&format!(
+                watching.reporter.warn(&format!(
                     "lost the lock after {ran} s: {why}; \
                      on_lost=ignore, so the command goes on unprotected"
                 ));
@@ -158,23 +165,23 @@ pub fn watch(conn: &mut Conn, child: &mut Child, w: &Watching) -> bool {
 /// was frozen or suspended, and the lock may be someone else's already. No
 /// grace: SIGKILL, at once. Returns true when the tree was stopped (false:
 /// on_lost=ignore).
-fn frozen(child: &mut Child, w: &Watching, late: Duration) -> bool {
+fn frozen(child: &mut Child, watching: &Watching, late: Duration) -> bool {
     let why = format!(
         "the lease ran out while sera was not running (a frozen or suspended host): \
          the server may have freed the lock {} s ago",
-        tenths(late + LEASE_MARGIN)
+        tenths(late.saturating_sub(LEASE_MARGIN))
     );
-    if w.settings.on_lost() == OnLost::Ignore {
-        w.reporter.warn(&format!(
+    if watching.settings.on_lost() == OnLost::Ignore {
+        watching.reporter.warn(&format!(
             "lost the lock: {why}; on_lost=ignore, so the command goes on unprotected"
         ));
         return false;
     }
     let woke = clock();
     if let Some(survivors) = child.kill() {
-        give_up_on(&survivors, w);
+        give_up_on(&survivors, watching);
     }
-    w.reporter.fail(&Failure::new(
+    watching.reporter.fail(&Failure::new(
         exit::LOCK_LOST,
         "lost the lock",
         format!(
@@ -189,34 +196,33 @@ fn frozen(child: &mut Child, w: &Watching, late: Duration) -> bool {
 /// The command has exited and left processes running: apply the orphan
 /// policy (a stop signal sera got turns `wait` into `term`). Returns true
 /// when the run is over.
-fn leftovers(child: &mut Child, w: &Watching) -> bool {
+fn leftovers(child: &mut Child, watching: &Watching) -> bool {
     let left = match tree::list(&tree::below_sera().unwrap_or_default()) {
         list if list.is_empty() => "processes".to_string(),
         list => list,
     };
-    let policy = match w.settings.orphans() {
+    let policy = match watching.settings.orphans() {
         Orphans::Wait if child.stop_signal.is_some() => Orphans::Term,
         policy => policy,
     };
     match policy {
         Orphans::Wait => {
-            w.reporter.notice(&format!(
+            watching.reporter.notice(&format!(
                 "the command exited but left {left} running: keeping the lock until \
                  they exit (--orphans term stops them, --orphans ignore releases the lock now)"
             ));
             false
         }
         Orphans::Term => {
-            w.reporter.event(&format!(
-                "the command left {left} running: stopping them \
-                 (SIGTERM, then SIGKILL after {} s)",
-                seconds(w.settings.kill_after())
+            watching.reporter.event(&format!(
+                "the command left {left} running: stopping them ({})",
+                term_then_kill(watching.settings)
             ));
-            stop_tree(child, w);
+            stop_tree(child, watching);
             true
         }
         Orphans::Ignore => {
-            w.reporter.event(&format!(
+            watching.reporter.event(&format!(
                 "the command left {left} running: releasing the lock anyway (orphans=ignore)"
             ));
             true
@@ -224,21 +230,29 @@ fn leftovers(child: &mut Child, w: &Watching) -> bool {
     }
 }
 
+/// How `stop_tree` stops, for the message that announces it.
+fn term_then_kill(settings: &Settings) -> String {
+    format!(
+        "SIGTERM, then SIGKILL after {} s",
+        seconds(settings.kill_after())
+    )
+}
+
 /// Stop the command's whole tree, and say so if part of it would not die.
-fn stop_tree(child: &mut Child, w: &Watching) {
-    if let Some(survivors) = child.stop(w.settings.kill_after()) {
-        give_up_on(&survivors, w);
+fn stop_tree(child: &mut Child, watching: &Watching) {
+    if let Some(survivors) = child.stop(watching.settings.kill_after()) {
+        give_up_on(&survivors, watching);
     }
 }
 
 /// Say what outlived SIGKILL, which sera gives up on.
-fn give_up_on(survivors: &[tree::Process], w: &Watching) {
+fn give_up_on(survivors: &[tree::Process], watching: &Watching) {
     let who = match survivors.is_empty() {
         true => "processes of the command's tree (without a usable /proc sera cannot name them)"
             .to_string(),
         false => tree::list(survivors),
     };
-    w.reporter.warn(&format!(
+    watching.reporter.warn(&format!(
         "giving up on {who}: still there {} s after SIGKILL (stuck in the kernel, \
          or not sera's to signal)",
         seconds(child::GIVE_UP_AFTER_KILL)

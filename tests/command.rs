@@ -155,6 +155,7 @@ fn the_command_sees_the_terminal() {
 
 fn open_pty() -> (std::fs::File, OwnedFd) {
     let (mut master, mut slave) = (0, 0);
+    // SAFETY: the four pointers are live locals or null, as openpty allows.
     let rc = unsafe {
         libc::openpty(
             &mut master,
@@ -165,6 +166,7 @@ fn open_pty() -> (std::fs::File, OwnedFd) {
         )
     };
     assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: openpty succeeded: both descriptors are open and ours alone.
     unsafe {
         (
             std::fs::File::from_raw_fd(master),
@@ -425,6 +427,7 @@ fn ctrl_z_stops_sera_with_the_command_and_fg_resumes_both() {
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
+    // SAFETY: the closure makes only async-signal-safe calls (setsid, ioctl).
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
@@ -448,6 +451,7 @@ fn ctrl_z_stops_sera_with_the_command_and_fg_resumes_both() {
         state(pid)
     );
     // `fg`: SIGCONT to the whole process group, then the job may finish.
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(-(pid as i32), libc::SIGCONT) };
     std::fs::write(format!("{}.go", log.display()), "").unwrap();
     let status = sera.wait().unwrap();

@@ -51,6 +51,7 @@ fn a_config_that_is_a_fifo_or_a_device_is_200_at_once() {
     let s = Setup::new(&shared_dsn());
     let fifo = s.dir.join("fifo.json");
     let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // Without a writer (opening would wait for one forever)...
     let out = run_within(

@@ -74,6 +74,7 @@ fn sigkill_of_sera_kills_the_command_and_frees_the_lock() {
     let lock = is_used_lock_sql(&format!("sh -c {}", job_script(&s)));
     assert_ne!(server.sql(&lock), "NULL");
 
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
     let killed = Instant::now();
@@ -106,6 +107,7 @@ fn signals_to_sera_reach_the_command_which_keeps_the_lock_while_it_handles_them(
         let sera = s.command(&["5", "sh", "-c", &script]).spawn().unwrap();
         assert!(wait_until(LONG, || std::fs::read_to_string(&log)
             .is_ok_and(|l| l == "ready\n")));
+        // SAFETY: kill takes plain integers and touches no memory.
         unsafe { libc::kill(sera.id() as i32, signal) };
         assert!(
             wait_until(LONG, || std::fs::read_to_string(&log)
@@ -362,6 +364,7 @@ fn mutual_exclusion_holds_while_seras_are_killed_at_random() {
             (!running.is_empty()).then(|| running[seed as usize % running.len()])
         };
         if let Some(pid) = victim.filter(|_| seed.is_multiple_of(3)) {
+            // SAFETY: kill takes plain integers and touches no memory.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             killed.fetch_add(1, Ordering::SeqCst);
         }

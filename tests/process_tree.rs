@@ -225,6 +225,7 @@ fn sigterm_to_sera_leaves_nothing_of_the_tree() {
     for (shape, command) in shapes() {
         let job = Job::new(Setup::new(&s), &command);
         let sera = job.start(&["--kill-after", "1s"]);
+        // SAFETY: kill takes plain integers and touches no memory.
         unsafe { libc::kill(sera.id() as i32, libc::SIGTERM) };
         let out = Outcome::from(sera.wait_with_output().unwrap());
         // The command's own status: it died of the forwarded SIGTERM.
@@ -330,6 +331,7 @@ fn a_sigkilled_seras_tree_is_stopped_before_its_lock_frees() {
     let server = Server::start_with(&["--wait-timeout=2"]);
     let job = Job::new(Setup::new(&server.dsn()), &["sh", "-c", "WORKER; true"]);
     let mut sera = job.start(&["--kill-after", "1s"]);
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
     assert!(wait_until(LONG, || server.sql(&job.lock_holder_sql()) == "NULL"));
@@ -407,6 +409,7 @@ fn as_pid_1_sigterm_stops_sera_while_it_waits_for_the_lock() {
         wait_until(LONG, || Server::shared().sql(&job.waiters_sql()) == "1"),
         "sera as PID 1 never waited in GET_LOCK"
     );
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera as i32, libc::SIGTERM) };
     let asked = Instant::now();
     let out = Outcome::from(waiter.wait_with_output().unwrap());
@@ -430,6 +433,7 @@ fn as_pid_1_sigterm_stops_the_command_and_reaps_its_whole_tree() {
         wait_until(LONG, || job.worker_pids().len() == 1),
         "the worker never started"
     );
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera as i32, libc::SIGTERM) };
     let asked = Instant::now();
     let out = Outcome::from(unshare.wait_with_output().unwrap());
