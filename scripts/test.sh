@@ -6,7 +6,8 @@
 # The tests start their own MariaDB servers (mariadbd, mariadb-install-db,
 # and the mariadb client for their setup), make TLS certificates with
 # openssl, catch overlaps with flock, run sera in namespaces with unshare,
-# start workers with setsid and python3. Some need root (mount namespaces).
+# start workers with setsid and python3, and put a far host in network
+# namespaces with ip. Some need root (mount and network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need.sh
@@ -19,6 +20,7 @@ need flock util-linux
 need unshare util-linux
 need setsid util-linux
 need python3 python3
+need ip iproute2
 install_needed scripts/test.sh
 
 exec cargo test "$@"

@@ -3,6 +3,8 @@
 //! - `mariadb`: private MariaDB servers ([`Server`], [`shared_dsn`]), with the
 //!   options in `mariadb.cnf` and the setup in `setup.sql` that
 //!   `scripts/mariadb-throwaway.sh` reads too;
+//! - `netns`: a far host in network namespaces, whose wire a test can cut
+//!   ([`FarHost`]);
 //! - `relay`: a TCP relay that can cut or stall the link ([`Relay`]);
 //! - `sera`: running the sera binary as a user would ([`sera::Setup`]);
 //! - `tempdir`, `port`, `wait`: [`TempDir`], [`ClosedPort`], [`wait_until`].
@@ -14,6 +16,7 @@
 //! one that nothing uses still warns.
 
 mod mariadb;
+pub mod netns;
 mod port;
 mod relay;
 pub mod sera;
@@ -23,6 +26,7 @@ mod wait;
 #[allow(unused_imports)]
 pub use self::{
     mariadb::{shared_dsn, Server},
+    netns::FarHost,
     port::ClosedPort,
     relay::Relay,
     tempdir::TempDir,
