@@ -75,7 +75,6 @@ fn probe_under_sera(server: &Server, dsn: &str, name: &str) -> Outcome {
 }
 
 #[test]
-#[ignore = "needs the lease, issue 21: the lifeline hands the command the lock socket"]
 fn no_descriptor_the_command_inherits_carries_the_lock_connection_over_tcp() {
     let server = Server::shared();
     let out = probe_under_sera(server, &server.dsn(), "descriptors-tcp");
@@ -83,7 +82,6 @@ fn no_descriptor_the_command_inherits_carries_the_lock_connection_over_tcp() {
 }
 
 #[test]
-#[ignore = "needs the lease, issue 21: the lifeline hands the command the lock socket"]
 fn no_descriptor_the_command_inherits_carries_the_lock_connection_over_a_unix_socket() {
     let server = Server::shared();
     let out = probe_under_sera(server, &server.unix_dsn(), "descriptors-unix");

@@ -1,7 +1,6 @@
-//! The lease of issue 21 where no far host is needed: a SIGKILLed sera's
-//! tree stays covered past the lease, and settings that cannot fit in the
-//! lease are refused. Ignored until the lease exists (`--lease` is an
-//! unknown flag today).
+//! The lease where no far host is needed: a SIGKILLed sera's tree stays
+//! covered until it is gone, and settings that cannot fit in the lease are
+//! refused.
 
 mod support;
 
@@ -12,13 +11,14 @@ use support::{wait_until, Server, TempDir};
 
 /// `sh -c SCRIPT ROLE`: takes the flock probe without waiting and logs
 /// "ROLE ran", or "ROLE overlapped" if a tree of another run still holds
-/// it; "first" then leaves a worker of 12 s, which inherits the probe.
+/// it; "first" then leaves a worker of 12 s, which inherits the probe, and
+/// ignores SIGTERM with it: only SIGKILL, kill_after later, stops them.
 fn job(files: &TempDir, role: &str) -> Vec<String> {
     let f = |name: &str| files.join(name).display().to_string();
     let script = format!(
         "exec 9>>{probe}; \
          if flock -n 9; then echo \"$0 ran\" >> {log}; else echo \"$0 overlapped\" >> {log}; fi; \
-         if [ $0 = first ]; then sleep 12 & echo $! > {worker}; wait; fi",
+         if [ $0 = first ]; then trap '' TERM; sleep 12 & echo $! > {worker}; wait; fi",
         probe = f("probe"),
         log = f("log"),
         worker = f("worker"),
@@ -35,15 +35,23 @@ fn args<'a>(front: &[&'a str], job: &'a [String]) -> Vec<&'a str> {
 }
 
 #[test]
-#[ignore = "needs the lease, issue 21"]
 fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
     let server = Server::shared();
     let s = Setup::new(&server.dsn());
     let files = TempDir::new();
     let first = job(&files, "first");
+    // A 10 s lease fits a check every second and a 5 s kill_after.
+    let fast = [
+        "--lease",
+        "10s",
+        "--check-interval",
+        "1s",
+        "--kill-after",
+        "5s",
+    ];
     let mut sera = s
         .command(&args(
-            &["--lease", "10s", "--name", "lease-worker", "0"],
+            &[&fast[..], &["--name", "lease-worker", "0"]].concat(),
             &first,
         ))
         .spawn()
@@ -65,9 +73,10 @@ fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
     let next = job(&files, "next");
+    let killed = Instant::now();
     let next = s
         .command(&args(
-            &["--lease", "10s", "--name", "lease-worker", "60"],
+            &[&fast[..], &["--name", "lease-worker", "60"]].concat(),
             &next,
         ))
         .spawn()
@@ -77,6 +86,10 @@ fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
         "the worker never exited"
     );
     let gone = Instant::now();
+    eprintln!(
+        "the worker was stopped {:?} after sera's SIGKILL",
+        gone - killed
+    );
     let next = Outcome::from(next.wait_with_output().unwrap());
     let took = gone.elapsed();
     eprintln!("the next run ended {took:?} after the worker exited");
@@ -88,7 +101,6 @@ fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
 }
 
 #[test]
-#[ignore = "needs the lease, issue 21"]
 fn a_lease_flag_shorter_than_the_settings_need_is_refused_201() {
     let s = Setup::new(&Server::shared().dsn());
     let fits = s.run(&["--lease", "60s", "0", "true"]);
@@ -101,7 +113,6 @@ fn a_lease_flag_shorter_than_the_settings_need_is_refused_201() {
 }
 
 #[test]
-#[ignore = "needs the lease, issue 21"]
 fn a_lease_key_shorter_than_the_settings_need_is_refused_200() {
     let dsn = Server::shared().dsn();
     let fits = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"lease\": \"60s\"}}"));
