@@ -124,3 +124,80 @@ fn a_lease_key_shorter_than_the_settings_need_is_refused_200() {
     assert!(out.stderr.starts_with("sera: "), "{}", out.stderr);
     assert!(out.stderr.contains("lease"), "{}", out.stderr);
 }
+
+/// The children of `pid`, as the kernel lists them.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_sigkilled_keeper_leaves_a_tree_that_sera_stops_before_the_lock_frees() {
+    // sera's keeper (the fork that runs the command and renews the lease)
+    // killed by the OOM killer or kill -9: the command dies of its
+    // PDEATHSIG, its worker comes to sera, which still holds the lock
+    // connection, stops the worker, and only then lets the lock go: 206.
+    let server = Server::shared();
+    let s = Setup::new(&server.dsn());
+    let files = TempDir::new();
+    let first = job(&files, "first");
+    let sera = s
+        .command(&args(
+            &["--kill-after", "1s", "--name", "lease-keeper", "0"],
+            &first,
+        ))
+        .spawn()
+        .unwrap();
+    let worker_file = files.join("worker");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &worker_file
+        )
+        .is_ok_and(|s| s.ends_with('\n'))),
+        "the worker never started"
+    );
+    let worker: u32 = std::fs::read_to_string(&worker_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let keeper = children(sera.id());
+    assert_eq!(keeper.len(), 1, "sera should have one child, its keeper");
+    let held = "SELECT IS_USED_LOCK('lease-keeper') IS NOT NULL";
+    assert_eq!(server.sql(held), "1");
+
+    // SAFETY: kill takes plain integers and touches no memory.
+    unsafe { libc::kill(keeper[0] as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    // Until the lock is free, the worker may live; once it is, never.
+    assert!(
+        wait_until(Duration::from_secs(20), || server.sql(held) == "0"),
+        "the lock was never freed"
+    );
+    let freed = killed.elapsed();
+    assert!(!alive(worker), "the lock was free while the worker ran");
+    let out = Outcome::from(sera.wait_with_output().unwrap());
+    eprintln!("the lock was free {freed:?} after the keeper's SIGKILL");
+    assert_eq!(out.code, 206, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "sera: lost the keeper: sera's keeper (pid {}) was killed by signal 9; \
+             stopped what the command left",
+            keeper[0]
+        )),
+        "{}",
+        out.stderr
+    );
+    // The worker ignored SIGTERM: it took the SIGKILL kill_after later.
+    assert!(freed >= Duration::from_secs(1), "{freed:?}");
+    let next = s.run(&args(
+        &["--name", "lease-keeper", "0"],
+        &job(&files, "next"),
+    ));
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    let log = std::fs::read_to_string(files.join("log")).unwrap_or_default();
+    assert!(!log.contains("overlapped"), "the runs overlapped: {log}");
+}

@@ -54,6 +54,7 @@ fn assert_stopped_for_lost_lock(setup: &Setup, sera: Child, job: u32, bound: Dur
     let started = Instant::now();
     let out = Outcome::from(sera.wait_with_output().unwrap());
     let took = started.elapsed();
+    eprintln!("sera stopped the job and exited 206 {took:?} after the fault");
     assert_eq!(out.code, 206, "{}", out.stderr);
     assert!(took < bound, "took {took:?}, bound {bound:?}");
     assert!(
