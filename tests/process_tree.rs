@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::sera::{
+    alive, assert_held_for, child_of, is_used_lock_sql, until_exists, Outcome, Setup,
+};
+use support::{shared_dsn, wait_until, Server, LONG};
 
 /// A job whose worker runs below the command, in one of the shapes users
 /// write, with a mutual-exclusion probe.
@@ -37,18 +37,15 @@ impl Job {
             &worker,
             format!(
                 "exec >/dev/null 2>&1
-                 flock -n -E 99 {dir}/probe sh -c 'echo $$ >> {dir}/pids; \
-                   while [ ! -e {dir}/done ]; do sleep 0.05; done'
+                 flock -n -E 99 {dir}/probe sh -c 'echo $$ >> {dir}/pids; {until_done}'
                  [ $? = 99 ] && echo overlap >> {dir}/log
                  exit 0\n",
-                dir = dir.display()
+                dir = dir.display(),
+                until_done = until_exists(&dir.join("done"))
             ),
         )
         .unwrap();
-        let until_done = format!(
-            "while [ ! -e {dir}/done ]; do sleep 0.05; done",
-            dir = dir.display()
-        );
+        let until_done = until_exists(&dir.join("done"));
         let command = shape
             .iter()
             .map(|word| {
@@ -145,12 +142,7 @@ impl Job {
 
     /// The lock stays held, checked every 200 ms, for `long`.
     fn assert_held_for(&self, server: &Server, long: Duration) {
-        let since = Instant::now();
-        while since.elapsed() < long {
-            let holder = server.sql(&self.lock_holder_sql());
-            assert_ne!(holder, "NULL", "lost after {:?}", since.elapsed());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert_held_for(server, &self.lock_holder_sql(), long);
     }
 
     fn lock_holder_sql(&self) -> String {
@@ -160,12 +152,7 @@ impl Job {
     /// How many sessions wait in GET_LOCK for this job's lock (sera sends
     /// the name hex-encoded, and LIKE here ignores case).
     fn waiters_sql(&self) -> String {
-        let line: String = self
-            .command
-            .join(" ")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let line = support::sera::hex(&self.command.join(" "));
         format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
              WHERE STATE = 'User lock' AND INFO LIKE CONCAT('%', HEX(MD5(X'{line}')), '%')"
@@ -392,12 +379,6 @@ fn start_as_pid_1(setup: &Setup, args: &[&str]) -> (Child, u32) {
         "unshare never started sera"
     );
     (unshare, sera.unwrap())
-}
-
-fn child_of(parent: u32) -> Option<u32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
 }
 
 #[test]
