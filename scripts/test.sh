@@ -7,10 +7,11 @@
 # and the mariadb client for their setup), make TLS certificates with
 # openssl, catch overlaps with flock, run sera in namespaces with unshare,
 # start workers with setsid and python3, run a static sera in a bare
-# root with a static busybox (tests/container.rs), and start Galera
-# clusters (galera-4, rsync). Some need root (mount namespaces, chroot).
-# A new tool the tests use is one more `need` line: scripts/fresh-path.sh
-# checks that none is missing.
+# root with a static busybox (tests/container.rs), put a far host in
+# network namespaces with ip, and start Galera clusters (galera-4, rsync).
+# Some need root (mount and network namespaces, chroot). A new tool the
+# tests use is one more `need` line: scripts/fresh-path.sh checks that none
+# is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need.sh
@@ -29,6 +30,7 @@ need busybox busybox-static
 need_file /usr/lib/galera/libgalera_smm.so galera-4
 need rsync rsync
 need ss iproute2
+need ip iproute2
 install_needed scripts/test.sh
 
 exec cargo test "$@"

@@ -6,17 +6,18 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sera::args::{self, Args, Look, Request};
 use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
+use sera::keeper::{self, Role};
 use sera::lock;
 use sera::mysql::Conn;
 use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Asking, Connector, Turn};
-use sera::settings::Settings;
+use sera::settings::{Lease, Settings};
 use sera::status;
 use sera::watch::{self, Ending, Watching};
 
@@ -67,18 +68,42 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     );
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
+    let lease = lease(&args, &plan, reporter)?;
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
-    // 4. Lock, or wait for whoever holds it.
-    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)?
-    {
+    // 4. Lock, or wait for whoever holds it. The same write makes the
+    //    session's idle timeout the lease.
+    let taking = Taking {
+        plan: &plan,
+        args: &args,
+        lease,
+        deadline,
+    };
+    let (turn, renewed_at) = take_lock(&mut conn, &taking, &mut connector, reporter)?;
+    let (held, seat) = match turn {
         Turn::Ours { held, seat } => (held, seat),
         Turn::Skip => return Ok(skipped(conn, &args, reporter)),
     };
     let taken = Instant::now();
 
-    // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &program, &args, &held, seat.as_deref(), reporter)?;
+    // 5. Spawn, with every signal sera forwards blocked from here on: the
+    //    keeper (a fork of sera) runs the rest, the command as its child;
+    //    this process, the front, holds on to the connection and waits.
+    let signals = child::block_signals();
+    let kill_after = plan.settings.kill_after();
+    match keeper::fork(&signals).map_err(|e| cannot_run(&args.command[0], e))? {
+        Role::Front(keeper) => return Ok(keeper::front(keeper, conn, kill_after, reporter)),
+        Role::Keeper => {}
+    }
+    let mut child = spawn(
+        &mut conn,
+        &program,
+        &args,
+        &held,
+        &signals,
+        seat.as_deref(),
+        reporter,
+    )?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -87,6 +112,8 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         settings: &plan.settings,
         reporter,
         started: Instant::now(),
+        lease,
+        renewed_at,
     };
     let ending = watch::watch(&mut conn, &mut child, &watching);
     //    min_hold: a command done sooner keeps the lock that long anyway.
@@ -166,6 +193,33 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
     })
 }
 
+/// The lease of this run, or why the settings cannot fit one: a bad
+/// argument (201) if a flag shaped it, else a bad config (200).
+fn lease(args: &Args, plan: &Plan, reporter: &Reporter) -> Result<Lease, Failure> {
+    let dsn_wait_timeout = plan
+        .config
+        .server
+        .session_var("wait_timeout")
+        .and_then(|v| v.parse().ok());
+    for warning in plan.settings.warnings(dsn_wait_timeout) {
+        reporter.warn(&warning);
+    }
+    let flag = |key: &str| match args.settings.given(key) {
+        true => format!("--{}", key.replace('_', "-")),
+        false => key.to_string(),
+    };
+    plan.settings.lease(dsn_wait_timeout, &flag).map_err(|why| {
+        match args.settings.shapes_the_lease() {
+            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
+            false => Failure::new(
+                exit::CONFIG,
+                format!("config {}", plan.config.path.display()),
+                why,
+            ),
+        }
+    })
+}
+
 /// `sera status`: step 3, then who holds the lock, on stdout.
 fn look(plan: &Plan, deadline: Instant, how: Look, reporter: &Reporter) -> Result<i32, Failure> {
     let about = lock::introduction(&plan.lock_name, plan.settings.slots(), None);
@@ -196,27 +250,34 @@ fn connect_within(
     Ok(conn)
 }
 
+/// What step 4 needs to know.
+struct Taking<'a> {
+    plan: &'a Plan,
+    args: &'a Args,
+    lease: Lease,
+    /// When `<wait>` is over.
+    deadline: Instant,
+}
+
 /// Step 4: the lock, or a slot of it, or the news that the run we waited
-/// for is over. The same round trip raises the session's idle timeout, so
-/// the server never frees the lock of a command that runs longer than its
-/// wait_timeout.
+/// for is over; and when the grant restarted the server's idle clock, from
+/// which the lease runs (`lock::clock`). The same round trip sets the
+/// session's idle timeout to the lease.
 fn take_lock(
     conn: &mut Conn,
-    plan: &Plan,
-    args: &Args,
-    deadline: Instant,
+    taking: &Taking,
     connector: &mut Connector,
     reporter: &Reporter,
-) -> Result<Turn, Failure> {
-    let dsn_wait_timeout = plan.config.server.session_var("wait_timeout");
-    for warning in plan
-        .settings
-        .warnings(dsn_wait_timeout.and_then(|v| v.parse().ok()))
-    {
-        reporter.warn(&warning);
-    }
+) -> Result<(Turn, Duration), Failure> {
+    let Taking {
+        plan,
+        args,
+        lease,
+        deadline,
+    } = *taking;
     let asked = Instant::now();
-    let keep_session = lock::keep_session_sql(&plan.config.server);
+    let sent = lock::clock();
+    let keep_session = lock::keep_session_sql(&plan.config.server, lease);
     let asking = Asking {
         lock_name: &plan.lock_name,
         args,
@@ -228,13 +289,17 @@ fn take_lock(
     };
     let turn = room::take_lock(conn, &asking, connector)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
+    // The server's idle clock restarted when it granted the lock, which was
+    // no later than the answer came; a second less allows for the way
+    // back. Never before the GET_LOCK was first sent.
+    let renewed_at = sent.max(lock::clock().saturating_sub(Duration::from_secs(1)));
     if let Turn::Ours { held, .. } = &turn {
         reporter.event(&format!(
             "acquired the lock {held} after {} ms",
             asked.elapsed().as_millis()
         ));
     }
-    Ok(turn)
+    Ok((turn, renewed_at))
 }
 
 /// `--wait-and-skip`, and the run we waited for is over: 0, or 205.
@@ -256,13 +321,14 @@ fn spawn(
     program: &Path,
     args: &Args,
     held: &str,
+    signals: &child::Signals,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
     // Sound: sera never starts a thread, so no one reads the environment now.
     std::env::set_var("SERA_LOCK_NAME", held);
     // SAFETY: sera never starts a thread.
-    let child = unsafe { child::spawn(program, &args.command, conn.raw_fd()) }
+    let child = unsafe { child::spawn(program, &args.command, signals) }
         .map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
         reporter.warn(&format!(

@@ -2,15 +2,24 @@
 //! now and then, and the orphan policy for what the command leaves behind.
 //! Everything between "the command has started" and "the lock may go",
 //! including the minimum hold after the command is done.
+//!
+//! The checks are the lease's renewals. The server may free the lock one
+//! lease after it received the last renewal, so sera counts from when that
+//! renewal was sent (`renewed_at`), and the tree must be dead a margin
+//! before the lease ends: `stop_by = renewed_at + lease - 1 s`. While the
+//! server does not answer, sera starts stopping the tree at
+//! `stop_by - kill_after`, whatever check_interval says. A keeper that wakes
+//! past `stop_by` (its host was frozen or suspended) may find the lock
+//! already someone else's: it SIGKILLs the tree at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::child::{self, Child, Wake};
 use crate::duration::{seconds, tenths};
-use crate::lock::{self, Check};
+use crate::lock::{self, clock, Check};
 use crate::mysql::Conn;
 use crate::report::{exit, Failure, Reporter};
-use crate::settings::{OnLost, Orphans, Settings, CHECK_DEADLINE};
+use crate::settings::{Lease, OnLost, Orphans, Settings, CHECK_DEADLINE, LEASE_MARGIN};
 use crate::tree;
 
 /// What `watch` needs to know about the run.
@@ -19,7 +28,14 @@ pub struct Watching<'a> {
     pub settings: &'a Settings,
     pub reporter: &'a Reporter,
     pub started: Instant,
+    pub lease: Lease,
+    /// When the grant last restarted the server's idle clock (`lock::clock`).
+    pub renewed_at: Duration,
 }
+
+/// A check's answer must come this long at least, however close the lease's
+/// end: a zero wait would not even read an answer already there.
+const SHORTEST_READ: Duration = Duration::from_millis(50);
 
 /// How the watch ended.
 pub enum Ending {
@@ -34,51 +50,91 @@ pub enum Ending {
 /// then that the lock is still ours.
 pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending {
     let settings = watching.settings;
-    // Every check gets the full deadline for its answer, however short the
-    // interval: a short stall of the server is not a lost lock.
-    let mut lock_watch = lock::Watch::new(watching.lock_name, CHECK_DEADLINE);
+    let mut lock_watch = lock::Watch::new(watching.lock_name, watching.renewed_at);
     let mut check_every = settings.check_every();
+    let mut lease = match watching.lease {
+        Lease::Bounded(lease) if check_every.is_some() => Some(lease),
+        _ => None,
+    };
+    let mut next_check = check_every.map(|every| clock() + every);
     loop {
-        match child.wait(check_every) {
-            Wake::Timeout => {}
-            Wake::CommandExited { status } => {
-                watching.reporter.event(&format!(
-                    "the command {} after {} s",
-                    child::describe(status),
-                    tenths(watching.started.elapsed())
-                ));
-                if child.tree_empty || leftovers(child, watching) {
-                    return Ending::Exited { status };
+        // When the tree must be dead, and when to start stopping it.
+        let stop_by = lease.map(|lease| lock_watch.renewed_at + lease - LEASE_MARGIN);
+        let stop_from = stop_by.map(|by| by.saturating_sub(settings.kill_after()));
+        let now = clock();
+        let why = match (stop_by, stop_from) {
+            (Some(by), _) if now >= by => {
+                if frozen(child, watching, now - by) {
+                    return Ending::LockLost;
                 }
+                (check_every, lease, next_check) = (None, None, None);
                 continue;
             }
-            Wake::TreeEmpty { status } => {
-                watching
-                    .reporter
-                    .progress("the last process the command left has exited");
-                return Ending::Exited { status };
+            (Some(by), Some(from)) if now >= from => format!(
+                "the server has not answered since {} s ago; the lease ends in {} s",
+                tenths(now - lock_watch.renewed_at),
+                tenths(by + LEASE_MARGIN - now)
+            ),
+            _ => {
+                let until = [next_check, stop_from].into_iter().flatten().min();
+                match child.wait(until.map(|t| t.saturating_sub(now))) {
+                    Wake::Timeout => {}
+                    Wake::CommandExited { status } => {
+                        watching.reporter.event(&format!(
+                            "the command {} after {} s",
+                            child::describe(status),
+                            tenths(watching.started.elapsed())
+                        ));
+                        if child.tree_empty || leftovers(child, watching) {
+                            return Ending::Exited { status };
+                        }
+                        continue;
+                    }
+                    Wake::TreeEmpty { status } => {
+                        watching
+                            .reporter
+                            .progress("the last process the command left has exited");
+                        return Ending::Exited { status };
+                    }
+                    Wake::StopAsked { signal, status } => {
+                        watching.reporter.event(&format!(
+                            "got signal {signal} while waiting for what the command left: \
+                             stopping it ({})",
+                            term_then_kill(settings)
+                        ));
+                        stop_tree(child, watching);
+                        return Ending::Exited { status };
+                    }
+                }
+                let now = clock();
+                let (Some(due), Some(every)) = (next_check, check_every) else {
+                    continue;
+                };
+                if now < due {
+                    // Woken to start stopping: the top of the loop does it.
+                    continue;
+                }
+                // The answer may take its full deadline, but no longer than
+                // the time left before the stopping must start.
+                let deadline = match stop_from {
+                    Some(from) => CHECK_DEADLINE.min(from.saturating_sub(now)),
+                    None => CHECK_DEADLINE,
+                };
+                let check = lock_watch.check(conn, deadline.max(SHORTEST_READ));
+                next_check = Some(clock() + every);
+                match check {
+                    Check::Ours => continue,
+                    Check::Uncertain => {
+                        watching.reporter.progress(&format!(
+                            "no answer to the lock check; the server last answered one \
+                             sent {} s ago",
+                            tenths(clock() - lock_watch.renewed_at)
+                        ));
+                        continue;
+                    }
+                    Check::Lost(why) => why,
+                }
             }
-            Wake::StopAsked { signal, status } => {
-                watching.reporter.event(&format!(
-                    "got signal {signal} while waiting for what the command left: \
-                     stopping it ({})",
-                    term_then_kill(settings)
-                ));
-                stop_tree(child, watching);
-                return Ending::Exited { status };
-            }
-        }
-        let why = match lock_watch.check(conn) {
-            Check::Ours => continue,
-            Check::Uncertain => {
-                watching.reporter.progress(&format!(
-                    "no answer to lock check {} of {}",
-                    lock_watch.unanswered,
-                    lock::MAX_UNANSWERED
-                ));
-                continue;
-            }
-            Check::Lost(why) => why,
         };
         let ran = tenths(watching.started.elapsed());
         match settings.on_lost() {
@@ -100,7 +156,7 @@ pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending 
                     "lost the lock after {ran} s: {why}; \
                      on_lost=ignore, so the command goes on unprotected"
                 ));
-                check_every = None;
+                (check_every, lease, next_check) = (None, None, None);
             }
         }
     }
@@ -121,7 +177,7 @@ pub fn min_hold(conn: &mut Conn, child: &mut Child, watching: &Watching, until: 
         "holding the lock {} s more (min_hold)",
         tenths(left)
     ));
-    let mut lock_watch = lock::Watch::new(watching.lock_name, CHECK_DEADLINE);
+    let mut lock_watch = lock::Watch::new(watching.lock_name, watching.renewed_at);
     let every = watching.settings.check_every();
     let mut next_check = every.map(|every| Instant::now() + every);
     loop {
@@ -148,7 +204,7 @@ pub fn min_hold(conn: &mut Conn, child: &mut Child, watching: &Watching, until: 
             continue;
         }
         next_check = Some(Instant::now() + every);
-        if let Check::Lost(why) = lock_watch.check(conn) {
+        if let Check::Lost(why) = lock_watch.check(conn, CHECK_DEADLINE) {
             watching.reporter.warn(&format!(
                 "lost the lock while holding it for min_hold: {why}; the command is done, \
                  so nothing is stopped, but a late host may run it again"
@@ -156,6 +212,38 @@ pub fn min_hold(conn: &mut Conn, child: &mut Child, watching: &Watching, until: 
             return;
         }
     }
+}
+
+/// The keeper woke `late` past the moment the tree had to be dead: its host
+/// was frozen or suspended, and the lock may be someone else's already. No
+/// grace: SIGKILL, at once. Returns true when the tree was stopped (false:
+/// on_lost=ignore).
+fn frozen(child: &mut Child, watching: &Watching, late: Duration) -> bool {
+    let why = format!(
+        "the lease ran out while sera was not running (a frozen or suspended host): \
+         the server may have freed the lock {} s ago",
+        tenths(late.saturating_sub(LEASE_MARGIN))
+    );
+    if watching.settings.on_lost() == OnLost::Ignore {
+        watching.reporter.warn(&format!(
+            "lost the lock: {why}; on_lost=ignore, so the command goes on unprotected"
+        ));
+        return false;
+    }
+    let woke = clock();
+    if let Some(survivors) = child.kill() {
+        give_up_on(&survivors, watching);
+    }
+    watching.reporter.fail(&Failure::new(
+        exit::LOCK_LOST,
+        "lost the lock",
+        format!(
+            "{why}; killed the command and every process it started (SIGKILL, no grace) \
+             in {} ms",
+            (clock() - woke).as_millis()
+        ),
+    ));
+    true
 }
 
 /// The command has exited and left processes running: apply the orphan
@@ -205,13 +293,17 @@ fn term_then_kill(settings: &Settings) -> String {
 
 /// Stop the command's whole tree, and say so if part of it would not die.
 fn stop_tree(child: &mut Child, watching: &Watching) {
-    let Some(survivors) = child.stop(watching.settings.kill_after()) else {
-        return;
-    };
+    if let Some(survivors) = child.stop(watching.settings.kill_after()) {
+        give_up_on(&survivors, watching);
+    }
+}
+
+/// Say what outlived SIGKILL, which sera gives up on.
+fn give_up_on(survivors: &[tree::Process], watching: &Watching) {
     let who = match survivors.is_empty() {
         true => "processes of the command's tree (without a usable /proc sera cannot name them)"
             .to_string(),
-        false => tree::list(&survivors),
+        false => tree::list(survivors),
     };
     watching.reporter.warn(&format!(
         "giving up on {who}: still there {} s after SIGKILL (stuck in the kernel, \
