@@ -29,11 +29,16 @@ fn job(setup: &Setup, code: i32) -> String {
     )
 }
 
-/// Whether sera (by pid) has no child left: its command is done.
+/// Whether sera (by pid) is in its hold: its keeper is there, and the
+/// command, the keeper's child, is done.
 fn command_done(sera: &Child) -> bool {
-    let pid = sera.id();
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .is_ok_and(|children| children.trim().is_empty())
+    // sera's one child is its keeper; the command is the keeper's child.
+    let children = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+    };
+    let keepers = children(&sera.id().to_string());
+    let mut keepers = keepers.split_whitespace().peekable();
+    keepers.peek().is_some() && keepers.all(|keeper| children(keeper).trim().is_empty())
 }
 
 fn held(server: &Server, name: &str) -> bool {
