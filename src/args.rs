@@ -43,6 +43,76 @@ pub enum Request {
 
 pub const USAGE: &str = "usage: sera [options] [--] <wait-seconds> <command> [args...]";
 
+/// `sera --help`.
+pub const HELP: &str = "\
+sera: run a command only while holding a MySQL/MariaDB lock named after it,
+so that it never runs twice at once anywhere in the cluster.
+
+usage: sera [options] [--] <wait-seconds> <command> [args...]
+       sera [options] status [--name NAME | <command> [args...]] [--json]
+
+  <wait-seconds>  how long to wait for the lock: 0 tries once; 0.5 is allowed
+  <command>       run with its arguments, stdin, stdout, stderr, terminal,
+                  environment and signals as they are; its exit status is
+                  sera's. The lock is the MD5 of the command line, unless
+                  --name gives it.
+  status          say whether the lock (of --name, or of the command) is
+                  free (exit 0) or held (exit 1), and by whom; --json for
+                  one JSON object
+
+options (they stop at <wait-seconds>):
+  --name NAME             the lock is exactly NAME (1 to 64 characters), so
+                          that different commands, or an application's
+                          GET_LOCK('NAME', ...), share it
+  --slots N               let up to N commands hold the lock at once (a
+                          semaphore; 1, the default, is the plain lock)
+  --waiting-room N        how many waiters per lock wait connected (16; 0 =
+                          all); the others retry now and then from outside
+  --wait-and-skip         the first to get the lock runs the command; the
+                          others wait for it to finish, then exit 0 without
+                          running it
+  --detailed-exit-codes   with --wait-and-skip: exit 205 when skipped
+  --config FILE           config file (default /etc/sera.json, or $SERA_CONFIG)
+  --check-interval DUR    how often to check the lock is still ours (5s; at
+                          least 100ms; 0 = never)
+  --on-lost term|ignore   when the lock is lost: stop the command and all it
+                          started (term, the default) or let it finish (ignore)
+  --kill-after DUR        after SIGTERM, SIGKILL what is left this much later (10s)
+  --orphans wait|term|ignore
+                          when the command exits but leaves processes running:
+                          keep the lock until they exit (wait, the default),
+                          stop them (term), or release the lock now (ignore)
+  -v, --verbose           progress on stderr
+  -h, --help              this text
+  -V, --version           the version
+
+config file (JSON):
+  {
+    \"server\": \"user:password@tcp(db.example.com:3306)/?timeout=5s\",
+    \"syslog\": true,
+    \"verbose\": false,
+    \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
+    \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
+    \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
+  }
+  server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
+  $SERA_PASSWORD, if set and not empty, replaces its password (the command
+  does not see it). The tls_ files are for tls=true; relative to the
+  config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m.
+
+exit codes:
+  the command's own   it ran; its exit status is passed through
+  128+N               it was killed by signal N
+  200                 config file missing, unreadable or invalid (or a bad DSN)
+  201                 bad arguments
+  202                 could not connect, authenticate or lock
+  203                 the command could not be started
+  204                 timed out waiting for the lock
+  205                 --wait-and-skip --detailed-exit-codes: skipped
+  206                 the lock was lost while the command ran; it was stopped,
+                      with every process it started
+";
+
 /// MySQL refuses longer lock names (MariaDB would take them, but the same
 /// name must work on both).
 const MAX_NAME_CHARS: usize = 64;

@@ -427,7 +427,7 @@ impl Child {
             let sig = match deadline {
                 None => unsafe { libc::sigwaitinfo(&set, info.as_mut_ptr()) },
                 Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = crate::duration::left(deadline);
                     if left.is_zero() {
                         return Wake::Timeout;
                     }
@@ -509,7 +509,7 @@ impl Child {
     fn wait_for_empty(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.tree_empty {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::duration::left(deadline);
             if left.is_zero() {
                 return false;
             }

@@ -372,9 +372,7 @@ fn is_variable_name(name: &str) -> bool {
 /// A session variable value as SQL: numbers (`-?[0-9]+(\.[0-9]+)?`) and bare
 /// words (`[A-Za-z_][A-Za-z0-9_]*`, such as ON or DEFAULT) as they are; any
 /// other text, with one pair of surrounding quotes removed, as a hex string
-/// converted to text. Hex keeps user text out of the SQL; CONVERT(... USING
-/// utf8mb4) rather than the `_utf8mb4 X'..'` introducer, which some
-/// MySQL-compatible servers take as bytes and refuse for sql_mode.
+/// converted to text (`sql::text`), which keeps user text out of the SQL.
 fn sql_value(value: &str) -> String {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let unsigned = value.strip_prefix('-').unwrap_or(value);
@@ -391,8 +389,7 @@ fn sql_value(value: &str) -> String {
         .iter()
         .find_map(|q| value.strip_prefix(q)?.strip_suffix(q))
         .unwrap_or(value);
-    let hex: String = unquoted.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("CONVERT(X'{hex}' USING utf8mb4)")
+    crate::sql::text(unquoted)
 }
 
 /// Go's url.QueryUnescape (`plus_is_space`) or url.PathUnescape. None for a

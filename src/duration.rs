@@ -6,7 +6,7 @@
 //! Integer arithmetic only: floating point's parsing and formatting code
 //! alone would cost some 30 KB of the static binary.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Go's time.ParseDuration (no negative values): "500ms", "1.5s", "2m", "1h30m", "0".
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -98,6 +98,11 @@ pub fn parse_seconds(text: &str) -> Option<Duration> {
         return None;
     }
     parse(&format!("{text}s")).ok()
+}
+
+/// The time left until `deadline`; zero once it has passed.
+pub fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 /// Seconds as the user wrote them: `5`, `0.5`.

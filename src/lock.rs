@@ -9,10 +9,13 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::dsn::Dsn;
+use crate::duration::left;
 use crate::md5;
 use crate::mysql::{Conn, Error};
+use crate::sql;
 
 /// The lock name: hex MD5 of the command and its arguments joined with single
 /// spaces, byte for byte as the Go sera computes it, so the two tools exclude
@@ -29,14 +32,9 @@ pub fn name(command: &[OsString]) -> String {
 }
 
 /// A lock name as SQL. The name may be the user's own text (`--name`), so it
-/// is sent hex-encoded, never pasted in; the conversion to utf8mb4 makes it
-/// the very lock an application takes with `GET_LOCK('NAME', ...)`.
-fn sql_name(name: &str) -> String {
-    format!("CONVERT(X'{}' USING utf8mb4)", hex(name.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// goes through `sql::text`, never pasted in.
+pub(crate) fn sql_name(name: &str) -> String {
+    sql::text(name)
 }
 
 /// Why the server would not give us the lock.
@@ -57,30 +55,38 @@ const LONGEST_IDLE_SECONDS: u32 = 31_536_000;
 /// whose lifeline still lives in the command's tree would all otherwise let
 /// the server free a running command's lock. Variables the DSN sets itself
 /// are the user's choice and stay as they are.
-pub fn keep_session_sql(dsn_vars: &[(String, String)]) -> Option<String> {
+pub fn keep_session_sql(dsn: &Dsn) -> Option<String> {
     let raised: Vec<String> = ["wait_timeout", "interactive_timeout"]
         .iter()
-        .filter(|var| {
-            !dsn_vars
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case(var))
-        })
+        .filter(|var| dsn.session_var(var).is_none())
         .map(|var| format!("{var}={LONGEST_IDLE_SECONDS}"))
         .collect();
     (!raised.is_empty()).then(|| format!("SET SESSION {}", raised.join(", ")))
 }
 
+/// What a try that does not wait found: the name now held, if any; and,
+/// when the `keep_session` statement went with it, the server's reason if
+/// it refused that statement (the lock is taken all the same).
+pub struct Tried {
+    pub held: Option<String>,
+    pub keep_session_refused: Option<Error>,
+}
+
+/// The lock is ours; `keep_session_refused` as for `Tried`.
+struct Acquired {
+    keep_session_refused: Option<Error>,
+}
+
 /// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours.
 ///
-/// `setup` (from `keep_session_sql`) goes out in the same write as the
-/// GET_LOCK, so it costs no round trip of its own. If only the setup fails,
-/// the lock is still taken and the server's reason comes back in the Ok.
-pub fn acquire(
+/// `keep_session` (from `keep_session_sql`) goes out in the same write as
+/// the GET_LOCK, so it costs no round trip of its own.
+fn acquire(
     conn: &mut Conn,
     name: &str,
     wait: Duration,
-    setup: Option<&str>,
-) -> Result<Option<Error>, Refused> {
+    keep_session: Option<&str>,
+) -> Result<Acquired, Refused> {
     let seconds = if conn.is_mariadb() {
         // Milliseconds, rounded up.
         let ms = wait.as_nanos().div_ceil(1_000_000);
@@ -90,9 +96,12 @@ pub fn acquire(
         (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     };
     let sql = format!("SELECT GET_LOCK({}, {seconds})", sql_name(name));
-    let (answer, setup_failed) = ask(conn, &sql, setup, wait).map_err(Refused::Failed)?;
+    let (answer, keep_session_refused) =
+        ask(conn, &sql, keep_session, wait).map_err(Refused::Failed)?;
     match answer.as_deref() {
-        Some("1") => Ok(setup_failed),
+        Some("1") => Ok(Acquired {
+            keep_session_refused,
+        }),
         Some("0") => Err(Refused::TimedOut),
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),
@@ -100,19 +109,20 @@ pub fn acquire(
     }
 }
 
-/// Send `sql` (after `setup`, in the same write) and read the one value it
-/// answers, allowing `wait` beyond the usual reply timeout.
+/// Send `sql` (after `keep_session`, in the same write) and read the one
+/// value it answers, allowing `wait` beyond the usual reply timeout; and
+/// the server's refusal of `keep_session`, if it refused it.
 fn ask(
     conn: &mut Conn,
     sql: &str,
-    setup: Option<&str>,
+    keep_session: Option<&str>,
     wait: Duration,
 ) -> Result<(Option<String>, Option<Error>), Error> {
-    let mut setup_failed = None;
-    if let Some(setup) = setup {
-        conn.send_query_pipelined(setup, sql)?;
+    let mut keep_session_refused = None;
+    if let Some(keep_session) = keep_session {
+        conn.send_query_pipelined(keep_session, sql)?;
         match conn.read_done(conn.reply_timeout()) {
-            Err(e @ Error::Server { .. }) => setup_failed = Some(e),
+            Err(e @ Error::Server { .. }) => keep_session_refused = Some(e),
             Err(e) => return Err(e),
             Ok(()) => {}
         }
@@ -120,7 +130,17 @@ fn ask(
         conn.send_query(sql)?;
     }
     let row = conn.read_row(wait + conn.reply_timeout())?;
-    Ok((first_value(row), setup_failed))
+    Ok((first_value(row), keep_session_refused))
+}
+
+/// The names of the lock's slots: one slot is the plain lock, the bare
+/// name, which is what an application's `GET_LOCK('NAME', ...)` and the Go
+/// sera take; more are `NAME#1` to `NAME#N`.
+pub fn slot_names(name: &str, slots: u32) -> Vec<String> {
+    match slots {
+        1 => vec![name.to_string()],
+        _ => numbered(name, "", slots),
+    }
 }
 
 /// `NAME#<kind>1` to `NAME#<kind>N`: the slots of a semaphore (kind "") or
@@ -148,58 +168,66 @@ fn base(name: &str) -> String {
 /// all of them again: a slot freed elsewhere stays unused at most this long.
 const SLOT_BEAT: Duration = Duration::from_secs(1);
 
-/// Take the lock, or with slots any free slot, without waiting: Some(the
-/// name now held). `setup` as for `acquire`.
+/// Take the lock, or with slots any free slot, without waiting.
+/// `keep_session` as for `acquire`.
 pub fn try_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
-    setup: Option<&str>,
-) -> Result<(Option<String>, Option<Error>), Error> {
-    if slots == 1 {
+    keep_session: Option<&str>,
+) -> Result<Tried, Error> {
+    match slot_names(name, slots).as_slice() {
         // A bare GET_LOCK, the one statement every proxy lets through.
-        return match acquire(conn, name, Duration::ZERO, setup) {
-            Ok(setup_failed) => Ok((Some(name.to_string()), setup_failed)),
-            Err(Refused::TimedOut) => Ok((None, None)),
+        [only] => match acquire(conn, only, Duration::ZERO, keep_session) {
+            Ok(acquired) => Ok(Tried {
+                held: Some(only.clone()),
+                keep_session_refused: acquired.keep_session_refused,
+            }),
+            Err(Refused::TimedOut) => Ok(Tried {
+                held: None,
+                keep_session_refused: None,
+            }),
             Err(Refused::Failed(e)) => Err(e),
-        };
+        },
+        all => try_each(conn, all, keep_session),
     }
-    try_each(conn, &numbered(name, "", slots), setup)
 }
 
-/// Wait up to `wait` for the lock, or with slots for any slot: Ok(the name
-/// now held).
+/// Wait until `deadline` for the lock, or with slots for any slot: Ok(the
+/// name now held).
 pub fn wait_take(
     conn: &mut Conn,
     name: &str,
     slots: u32,
-    wait: Duration,
+    deadline: Instant,
 ) -> Result<String, Refused> {
-    match slots {
-        1 => acquire(conn, name, wait, None).map(|_| name.to_string()),
-        _ => acquire_slot(conn, name, slots, wait),
+    match slot_names(name, slots).as_slice() {
+        [only] => acquire(conn, only, left(deadline), None).map(|_| only.clone()),
+        all => acquire_slot(conn, name, all, deadline),
     }
 }
 
-/// Take one of the semaphore's slots, waiting up to `wait`. A free slot is
-/// taken at once. Otherwise only the first waiter in line, who holds the
-/// turnstile, waits on the server, on one slot at a time; the others wait on
-/// the turnstile. So a full semaphore costs the server one blocked query per
-/// waiter and one more per second, and nobody polls.
+/// Take one of the semaphore's slots (`slot_names`, of the lock `name`),
+/// waiting until `deadline`. A free slot is taken at once. Otherwise only
+/// the first waiter in line, who holds the turnstile, waits on the server,
+/// on one slot at a time; the others wait on the turnstile. So a full
+/// semaphore costs the server one blocked query per waiter and one more per
+/// second, and nobody polls.
 fn acquire_slot(
     conn: &mut Conn,
     name: &str,
-    slots: u32,
-    wait: Duration,
+    slot_names: &[String],
+    deadline: Instant,
 ) -> Result<String, Refused> {
-    let deadline = std::time::Instant::now() + wait;
-    let left = || deadline.saturating_duration_since(std::time::Instant::now());
-    let (turnstile, slot_names) = (turnstile(name), numbered(name, "", slots));
-    if let (Some(slot), _) = try_each(conn, &slot_names, None).map_err(Refused::Failed)? {
+    let turnstile = turnstile(name);
+    if let Some(slot) = try_each(conn, slot_names, None)
+        .map_err(Refused::Failed)?
+        .held
+    {
         return Ok(slot);
     }
-    acquire(conn, &turnstile, left(), None)?;
-    let taken = wait_in_line(conn, &slot_names, left);
+    acquire(conn, &turnstile, left(deadline), None)?;
+    let taken = wait_in_line(conn, slot_names, deadline);
     // Let the next waiter up to the front, whatever happened here. (If
     // this fails, the session is gone, and the turnstile with it.)
     let _ = release(conn, &turnstile);
@@ -211,18 +239,21 @@ fn acquire_slot(
 fn wait_in_line(
     conn: &mut Conn,
     slot_names: &[String],
-    left: impl Fn() -> Duration,
+    deadline: Instant,
 ) -> Result<String, Refused> {
     let mut next = 0;
     loop {
-        if let (Some(slot), _) = try_each(conn, slot_names, None).map_err(Refused::Failed)? {
+        if let Some(slot) = try_each(conn, slot_names, None)
+            .map_err(Refused::Failed)?
+            .held
+        {
             return Ok(slot);
         }
-        if left().is_zero() {
+        if left(deadline).is_zero() {
             return Err(Refused::TimedOut);
         }
         let slot = &slot_names[next % slot_names.len()];
-        match acquire(conn, slot, left().min(SLOT_BEAT), None) {
+        match acquire(conn, slot, left(deadline).min(SLOT_BEAT), None) {
             Ok(_) => return Ok(slot.clone()),
             Err(Refused::TimedOut) => next += 1,
             Err(e) => return Err(e),
@@ -237,102 +268,36 @@ pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
 }
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
-/// GET_LOCK that answers 1, so at most one lock is taken. Its name, if any.
+/// GET_LOCK that answers 1, so at most one lock is taken. `keep_session` as
+/// for `acquire`.
 pub fn try_each(
     conn: &mut Conn,
     names: &[String],
-    setup: Option<&str>,
-) -> Result<(Option<String>, Option<Error>), Error> {
+    keep_session: Option<&str>,
+) -> Result<Tried, Error> {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
         .collect();
     let sql = format!("SELECT CASE {} END", cases.join(" "));
-    let (answer, setup_failed) = ask(conn, &sql, setup, Duration::ZERO)?;
+    let (answer, keep_session_refused) = ask(conn, &sql, keep_session, Duration::ZERO)?;
     let Some(answer) = answer else {
-        return Ok((None, setup_failed));
+        return Ok(Tried {
+            held: None,
+            keep_session_refused,
+        });
     };
     match answer.parse::<usize>().ok().and_then(|i| names.get(i)) {
-        Some(name) => Ok((Some(name.clone()), setup_failed)),
+        Some(name) => Ok(Tried {
+            held: Some(name.clone()),
+            keep_session_refused,
+        }),
         None => Err(Error::Protocol(format!(
             "the server answered {answer:?} to a choice of {} locks",
             names.len()
         ))),
     }
-}
-
-/// Who holds a lock, as far as the server tells: the connection id always;
-/// user and client address where PROCESSLIST shows the holder's session
-/// (the same user, or the PROCESS privilege); and what a sera says of itself
-/// in its connection attributes where `performance_schema` is on and
-/// readable. Each is None when unknown, and nothing is guessed.
-#[derive(Debug, Default)]
-pub struct Holder {
-    pub connection_id: String,
-    /// `user@client`, as PROCESSLIST says.
-    pub account: Option<String>,
-    pub host: Option<String>,
-    pub pid: Option<String>,
-    /// The holder's program: the command a sera runs, or a client's name.
-    pub program: Option<String>,
-    /// When the holder connected (server time), and how many seconds ago.
-    /// Not when it took the lock: the server does not say that.
-    pub connected_at: Option<String>,
-    pub connected_seconds_ago: Option<String>,
-    /// Other sessions waiting in GET_LOCK for this lock, where PROCESSLIST
-    /// shows them.
-    pub waiting: Option<String>,
-}
-
-/// Look the lock up: Ok(None) when it is free.
-pub fn holder(conn: &mut Conn, name: &str) -> Result<Option<Holder>, Error> {
-    let timeout = conn.reply_timeout();
-    let row = conn.query_row(&format!("SELECT IS_USED_LOCK({})", sql_name(name)), timeout)?;
-    let Some(id) = first_value(row) else {
-        return Ok(None);
-    };
-    if !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Protocol(format!("IS_USED_LOCK returned {id:?}")));
-    }
-    let mut holder = Holder {
-        connection_id: id.clone(),
-        ..Holder::default()
-    };
-    // Every query below may be refused (privileges, performance_schema off
-    // or absent): then that part stays unknown.
-    let who = format!(
-        "SELECT CONCAT(USER, '@', HOST), \
-         (SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-          WHERE ID <> {id} AND ID <> CONNECTION_ID() AND INFO LIKE '%GET_LOCK(CONVERT(X''{hex}''%') \
-         FROM information_schema.PROCESSLIST WHERE ID = {id}",
-        hex = hex(name.as_bytes())
-    );
-    if let Ok(Some(row)) = conn.query_row(&who, timeout) {
-        let mut values = row.into_iter();
-        holder.account = values.next().flatten();
-        holder.waiting = values.next().flatten();
-    }
-    let attribute = |name: &str| format!("MAX(IF(ATTR_NAME = '{name}', ATTR_VALUE, NULL))");
-    let connected = format!("CAST({} AS SIGNED)", attribute("sera_connected_at"));
-    let attributes = format!(
-        "SELECT {}, {}, COALESCE({}, {}), FROM_UNIXTIME({connected}), \
-         UNIX_TIMESTAMP() - {connected} \
-         FROM performance_schema.session_connect_attrs WHERE PROCESSLIST_ID = {id}",
-        attribute("sera_host"),
-        attribute("_pid"),
-        attribute("sera_command"),
-        attribute("program_name"),
-    );
-    if let Ok(Some(row)) = conn.query_row(&attributes, timeout) {
-        let mut values = row.into_iter();
-        holder.host = values.next().flatten();
-        holder.pid = values.next().flatten();
-        holder.program = values.next().flatten();
-        holder.connected_at = values.next().flatten();
-        holder.connected_seconds_ago = values.next().flatten();
-    }
-    Ok(Some(holder))
 }
 
 /// What a sera tells the server about itself at login, as connection
@@ -364,84 +329,6 @@ fn host_name() -> String {
     match ok {
         true => String::from_utf8_lossy(&buf[..end]).into_owned(),
         false => String::new(),
-    }
-}
-
-/// `sera status --json`: one object, for monitoring scripts. Numbers are
-/// numbers; what is unknown is left out.
-pub fn status_json(lock_name: &str, holder: Option<&Holder>) -> String {
-    let mut out = format!(
-        "{{\"lock\":{},\"held\":{}",
-        json_string(lock_name),
-        holder.is_some()
-    );
-    if let Some(h) = holder {
-        let fields = [
-            ("connection_id", Some(&h.connection_id)),
-            ("account", h.account.as_ref()),
-            ("host", h.host.as_ref()),
-            ("pid", h.pid.as_ref()),
-            ("program", h.program.as_ref()),
-            ("connected_at", h.connected_at.as_ref()),
-            ("connected_seconds_ago", h.connected_seconds_ago.as_ref()),
-        ];
-        let known: Vec<String> = fields
-            .iter()
-            .filter_map(|(key, value)| Some(format!("\"{key}\":{}", json_value(value.as_ref()?))))
-            .collect();
-        out += &format!(",\"holder\":{{{}}}", known.join(","));
-        if let Some(waiting) = &h.waiting {
-            out += &format!(",\"waiting\":{}", json_value(waiting));
-        }
-    }
-    out + "}"
-}
-
-fn json_value(text: &str) -> String {
-    match text.parse::<u64>() {
-        Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => n.to_string(),
-        _ => json_string(text),
-    }
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out += "\\\"",
-            '\\' => out += "\\\\",
-            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
-            c => out.push(c),
-        }
-    }
-    out + "\""
-}
-
-impl Holder {
-    /// One line: `connection 42 (sera@10.0.0.5:50312): web-3, pid 1234,
-    /// backup.sh, connected at 2026-11-30 14:20:01 (125 s ago)`.
-    pub fn describe(&self) -> String {
-        let mut line = format!("connection {}", self.connection_id);
-        if let Some(account) = &self.account {
-            line += &format!(" ({account})");
-        }
-        let mut about = Vec::new();
-        if let Some(host) = &self.host {
-            about.push(format!("host {host}"));
-        }
-        if let Some(pid) = &self.pid {
-            about.push(format!("pid {pid}"));
-        }
-        if let Some(program) = &self.program {
-            about.push(format!("running {program}"));
-        }
-        if let (Some(at), Some(ago)) = (&self.connected_at, &self.connected_seconds_ago) {
-            about.push(format!("connected at {at} server time ({ago} s ago)"));
-        }
-        if !about.is_empty() {
-            line += &format!(": {}", about.join(", "));
-        }
-        line
     }
 }
 
@@ -516,7 +403,7 @@ impl Watch {
     }
 }
 
-fn first_value(row: Option<Vec<Option<String>>>) -> Option<String> {
+pub(crate) fn first_value(row: Option<Vec<Option<String>>>) -> Option<String> {
     row?.into_iter().next()?
 }
 

@@ -6,7 +6,7 @@
 
 /// The lowercase hex MD5 digest of `data` (RFC 1321).
 pub fn hex_digest(data: &[u8]) -> String {
-    digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    crate::sql::hex(&digest(data))
 }
 
 const SHIFTS: [u32; 64] = [

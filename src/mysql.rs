@@ -43,6 +43,16 @@ const MAX_PAYLOAD: usize = 0xFF_FFFF;
 const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
 
+/// The server's error codes that sera acts on.
+/// "Too many connections": waited out, then hinted at.
+pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+/// "Access denied": a wrong user or password, or TLS the server requires.
+pub const ACCESS_DENIED: u16 = 1045;
+/// "Unknown database": the DSN names a database that does not exist.
+pub const UNKNOWN_DATABASE: u16 = 1049;
+/// "This version does not yet support": some Galera builds, for GET_LOCK.
+pub const NOT_SUPPORTED_YET: u16 = 1235;
+
 /// Why a conversation with the server failed.
 #[derive(Debug)]
 pub enum Error {
@@ -435,7 +445,7 @@ impl Conn {
             return Err(protocol("TLS is only for TCP connections"));
         };
         let tcp = tcp.try_clone()?;
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = crate::duration::left(deadline);
         tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         let mut tls = crate::tls::start(dsn, host, tcp).map_err(Error::Protocol)?;
         crate::tls::handshake(&mut tls).map_err(|e| match crate::tls::explain(&e, host) {
@@ -685,7 +695,7 @@ impl Conn {
     fn fill_to(&mut self, want: usize, deadline: Instant) -> Result<(), Error> {
         let mut chunk = [0u8; 4096];
         while self.inbox.len() < want {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = crate::duration::left(deadline);
             if left.is_zero() {
                 return Err(Error::Timeout);
             }

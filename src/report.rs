@@ -115,3 +115,10 @@ impl Reporter {
         }
     }
 }
+
+/// Print on stdout. A reader that went away (`sera status | head -0`) is
+/// no reason to fail, and no reason for a panic's backtrace.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}

@@ -1,5 +1,5 @@
-//! The waiting room: how a herd of seras waits for one lock without taking
-//! the server down.
+//! Waiting for the lock: the whole protocol of a waiter (`take_lock`), and
+//! the waiting room that keeps a herd of seras from taking the server down.
 //!
 //! A sera waiting in GET_LOCK holds a connection for its whole wait. A fleet
 //! whose cron fires at :00 on every host would hold one per host, and past
@@ -13,41 +13,56 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lock;
-use crate::mysql::{Conn, Error};
+use crate::args::Args;
+use crate::duration::{left, seconds};
+use crate::lock::{self, Refused};
+use crate::mysql::{self, Conn, Error};
+use crate::report::Reporter;
+use crate::settings::Settings;
+use crate::status::{self, Holder};
 
 /// The first retry comes after about this long (jittered by half either
 /// way), each next one after twice as long, up to CEILING.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const CEILING: Duration = Duration::from_secs(4);
 
-/// Take a seat in the room of `name`, if one is free: Some(seat), to be
-/// left with `leave` once the wait is over. A room of 0 seats means no
-/// room at all: everyone waits connected, and gets Some("").
-pub fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Option<String>, Error> {
+/// Where a waiter may wait.
+enum Entry {
+    /// Connected, blocked in the server: with a seat of the room, to give
+    /// back with `leave` once the wait is over; or with none, where there
+    /// is no room.
+    In { seat: Option<String> },
+    /// Every seat is taken: outside, hung up.
+    Full,
+}
+
+/// Take a seat in the room of `name`, if one is free. A room of 0 seats
+/// means no room at all: everyone waits connected.
+fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Entry, Error> {
     if seats == 0 {
-        return Ok(Some(String::new()));
+        return Ok(Entry::In { seat: None });
     }
     let seat_names = lock::numbered(name, "room", seats);
     match lock::try_each(conn, &seat_names, None) {
-        Ok((free, _)) => Ok(free),
+        Ok(tried) if tried.held.is_some() => Ok(Entry::In { seat: tried.held }),
+        Ok(_) => Ok(Entry::Full),
         // A proxy that lets only a bare GET_LOCK through (Vitess) refuses
         // the seat query: there is no room there, wait connected as before.
-        Err(Error::Server { .. }) => Ok(Some(String::new())),
+        Err(Error::Server { .. }) => Ok(Entry::In { seat: None }),
         Err(e) => Err(e),
     }
 }
 
 /// Give the seat back, so the next waiter outside can have it.
-pub fn leave(conn: &mut Conn, seat: &str) -> Result<(), Error> {
-    match seat.is_empty() {
-        true => Ok(()),
-        false => lock::release(conn, seat),
+pub fn leave(conn: &mut Conn, seat: Option<&str>) -> Result<(), Error> {
+    match seat {
+        None => Ok(()),
+        Some(seat) => lock::release(conn, seat),
     }
 }
 
 /// Growing, jittered pauses between tries from outside the room.
-pub struct Backoff {
+struct Backoff {
     next: Duration,
     /// A small xorshift state: jitter needs no more than this.
     random: u64,
@@ -67,35 +82,177 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Sleep the next pause, cut short at `deadline`; false when the
-    /// deadline has come.
-    pub fn sleep(&mut self, deadline: Instant) -> bool {
+    /// Sleep the next pause, cut short at `deadline`.
+    fn sleep(&mut self, deadline: Instant) {
         self.random ^= self.random << 13;
         self.random ^= self.random >> 7;
         self.random ^= self.random << 17;
         // Between half and one and a half times the pause.
         let pause = self.next / 2 + Duration::from_nanos(self.random % self.next.as_nanos() as u64);
         self.next = (self.next * 2).min(CEILING);
-        let left = deadline.saturating_duration_since(Instant::now());
-        std::thread::sleep(pause.min(left));
-        Instant::now() < deadline
+        std::thread::sleep(pause.min(left(deadline)));
     }
 }
 
-/// Connect with `connect`, waiting out "Too many connections" with backoff
-/// until `deadline`; any other failure, or 1040 at the deadline, is final.
-pub fn connect(
-    connect: &dyn Fn() -> Result<Conn, Error>,
-    backoff: &mut Backoff,
+/// How a run connects, at its start and again from outside a full room:
+/// "Too many connections" is waited out until the run's deadline, and each
+/// pause, for either reason, is the next of the run's one backoff.
+pub struct Connector<'a> {
+    connect: &'a dyn Fn() -> Result<Conn, Error>,
     deadline: Instant,
-) -> Result<Conn, Error> {
-    loop {
-        match connect() {
-            // After the last pause, cut at the deadline, one last try.
-            Err(Error::Server { code: 1040, .. }) if Instant::now() < deadline => {
-                backoff.sleep(deadline);
-            }
-            result => return result,
+    backoff: Backoff,
+}
+
+impl Connector<'_> {
+    pub fn new(connect: &dyn Fn() -> Result<Conn, Error>, deadline: Instant) -> Connector<'_> {
+        Connector {
+            connect,
+            deadline,
+            backoff: Backoff::default(),
         }
     }
+
+    /// Connect now. Any failure but 1040, or 1040 at the deadline, is final.
+    pub fn connect(&mut self) -> Result<Conn, Error> {
+        self.connect_after(false)
+    }
+
+    /// Connect after the next pause, as `connect` otherwise.
+    fn connect_later(&mut self) -> Result<Conn, Error> {
+        self.connect_after(true)
+    }
+
+    fn connect_after(&mut self, mut pause: bool) -> Result<Conn, Error> {
+        loop {
+            if pause {
+                self.backoff.sleep(self.deadline);
+            }
+            match (self.connect)() {
+                // After the last pause, cut at the deadline, one last try.
+                Err(Error::Server {
+                    code: mysql::TOO_MANY_CONNECTIONS,
+                    ..
+                }) if Instant::now() < self.deadline => pause = true,
+                result => return result,
+            }
+        }
+    }
+}
+
+/// Whose turn it is once the lock step is over.
+pub enum Turn {
+    /// The lock is ours (`held`: a semaphore's slot has a name of its own):
+    /// run the command, then give back the waiting-room seat, if one was
+    /// taken.
+    Ours { held: String, seat: Option<String> },
+    /// `--wait-and-skip`: someone else ran it and has finished.
+    Skip,
+}
+
+/// Why the wait ended without the lock.
+pub enum NoTurn {
+    /// `<wait>` is over. `holder`: who held the plain lock, as far as the
+    /// server said (a semaphore's slots are not looked up).
+    TimedOut { holder: Option<Box<Holder>> },
+    /// The server refused the lock, or the link failed.
+    LockFailed(Error),
+    /// Reconnecting from outside the room failed.
+    ConnectFailed(Error),
+}
+
+/// What `take_lock` needs to know about the run.
+pub struct Asking<'a> {
+    pub lock_name: &'a str,
+    pub args: &'a Args,
+    /// When `<wait>` is over.
+    pub deadline: Instant,
+    pub settings: &'a Settings,
+    /// Sent with every first try of a session: `lock::keep_session_sql`.
+    pub keep_session: Option<&'a str>,
+    pub reporter: &'a Reporter,
+}
+
+/// Take the lock, or one of its slots, waiting for it until `deadline`: first
+/// without waiting; then, with a seat in the waiting room, connected and
+/// blocked in the server; and while the room is full, from outside, hung up,
+/// trying again now and then on a new connection (`connector`). With
+/// `--wait-and-skip` only the first to ask runs; the others wait for it to
+/// finish and skip.
+pub fn take_lock(
+    conn: &mut Conn,
+    asking: &Asking,
+    connector: &mut Connector,
+) -> Result<Turn, NoTurn> {
+    let Asking {
+        lock_name,
+        args,
+        deadline,
+        settings,
+        keep_session,
+        reporter,
+    } = *asking;
+    let slots = settings.slots();
+    let mut first = true;
+    let mut was_outside = false;
+    loop {
+        // Every try is on a new session, which needs keep_session too.
+        let tried =
+            lock::try_take(conn, lock_name, slots, keep_session).map_err(NoTurn::LockFailed)?;
+        if let (Some(e), true) = (tried.keep_session_refused, first) {
+            reporter.warn(&format!(
+                "could not raise the lock session's wait_timeout: {e}; \
+                 the server may end the session, and free the lock, if it idles"
+            ));
+        }
+        match tried.held {
+            // With --wait-and-skip, a lock free on a later try means the
+            // run we waited for is over.
+            Some(_) if args.wait_and_skip && !first => return Ok(Turn::Skip),
+            Some(held) => return Ok(Turn::Ours { held, seat: None }),
+            None => {}
+        }
+        if first {
+            reporter.progress(&match args.wait_and_skip {
+                true => {
+                    "someone else has the lock: waiting for them, then skipping the command".into()
+                }
+                false => format!(
+                    "waiting up to {} s for the lock {lock_name}",
+                    seconds(args.wait)
+                ),
+            });
+        }
+        first = false;
+        if Instant::now() >= deadline {
+            return Err(timed_out(conn, lock_name, slots));
+        }
+        let entry =
+            take_seat(conn, lock_name, settings.waiting_room()).map_err(NoTurn::LockFailed)?;
+        if let Entry::In { seat } = entry {
+            // On every way out but Ours the session ends, and the seat with it.
+            return match lock::wait_take(conn, lock_name, slots, deadline) {
+                Ok(_) if args.wait_and_skip => Ok(Turn::Skip),
+                Ok(held) => Ok(Turn::Ours { held, seat }),
+                Err(Refused::TimedOut) => Err(timed_out(conn, lock_name, slots)),
+                Err(Refused::Failed(e)) => Err(NoTurn::LockFailed(e)),
+            };
+        }
+        // The room is full: hang up, and try again later from outside.
+        if !was_outside {
+            reporter.progress("the waiting room is full: waiting outside, without a connection");
+        }
+        was_outside = true;
+        conn.quit();
+        *conn = connector.connect_later().map_err(NoTurn::ConnectFailed)?;
+    }
+}
+
+/// The wait is over: who held the lock, for the message. Only the plain
+/// lock has one holder to name.
+fn timed_out(conn: &mut Conn, lock_name: &str, slots: u32) -> NoTurn {
+    let holder = match lock::slot_names(lock_name, slots).as_slice() {
+        [only] => status::holder(conn, only).ok().flatten().map(Box::new),
+        _ => None,
+    };
+    NoTurn::TimedOut { holder }
 }

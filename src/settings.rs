@@ -31,6 +31,9 @@ const DEFAULT_WAITING_ROOM: u32 = 16;
 /// them.
 const MAX_SLOTS: u32 = 1000;
 
+/// The same for the waiting room's seats, whose names are made alike.
+const MAX_SEATS: u32 = 1000;
+
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
 
@@ -93,10 +96,10 @@ impl Settings {
                 }
             },
             "waiting_room" => match value.parse() {
-                Ok(n) if n <= MAX_SLOTS && !value.starts_with('+') => self.waiting_room = Some(n),
+                Ok(n) if n <= MAX_SEATS && !value.starts_with('+') => self.waiting_room = Some(n),
                 _ => {
                     return Err(format!(
-                        "\"{value}\" is not a number of seats from 0 to {MAX_SLOTS}"
+                        "\"{value}\" is not a number of seats from 0 to {MAX_SEATS}"
                     ))
                 }
             },
