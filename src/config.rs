@@ -15,6 +15,7 @@ use miniserde::json::{self, Value};
 
 use crate::dsn::{Address, Dsn, Tls};
 use crate::settings::{self, Settings};
+use crate::table::LockTable;
 
 /// Where the Go sera looks, and so where sera looks by default.
 pub const DEFAULT_PATH: &str = "/etc/sera.json";
@@ -23,8 +24,14 @@ pub const DEFAULT_PATH: &str = "/etc/sera.json";
 const MAX_SIZE: u64 = 64 * 1024;
 
 /// The keys sera knows besides the `settings::KEYS`.
-const OWN_KEYS: [&str; 6] = [
-    "server", "syslog", "verbose", "tls_ca", "tls_cert", "tls_key",
+const OWN_KEYS: [&str; 7] = [
+    "server",
+    "syslog",
+    "verbose",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "lock_table",
 ];
 
 #[derive(Debug)]
@@ -35,6 +42,8 @@ pub struct Config {
     pub password_from_env: bool,
     pub syslog: bool,
     pub verbose: bool,
+    /// `lock_table`: table mode (table.rs).
+    pub lock_table: Option<LockTable>,
     /// How to watch the lock and the command's tree, as far as the file says.
     pub settings: Settings,
     /// Things worth a warning that do not stop the run.
@@ -134,6 +143,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         password_from_env,
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
+        lock_table: string(&root, "lock_table")?
+            .map(|text| LockTable::parse(&text))
+            .transpose()
+            .map_err(|e| format!("\"lock_table\": {e}"))?,
         settings,
         warnings,
     })

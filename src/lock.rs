@@ -322,7 +322,7 @@ pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'stati
     about
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     let mut buf = [0u8; 256];
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
@@ -338,6 +338,8 @@ pub enum Check {
     Ours,
     /// No answer yet; the question stays open for the next check.
     Uncertain,
+    /// Table mode: not renewed yet, and why; there is time to try again.
+    Renewing(String),
     Lost(String),
 }
 

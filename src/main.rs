@@ -17,6 +17,7 @@ use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Asking, Connector, Turn};
 use sera::settings::Settings;
 use sera::status;
+use sera::table::{self, LockTable};
 use sera::watch::{self, Watching};
 
 fn main() {
@@ -60,14 +61,39 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
     // `sera status` stops here: it only looks.
     if let Some(json) = status {
-        return status::show_status(conn, &plan.lock_name, plan.settings.slots(), json);
+        return match &plan.lock_table {
+            Some(table) => table::show_status(conn, table, &plan.lock_name, json),
+            None => status::show_status(conn, &plan.lock_name, plan.settings.slots(), json),
+        };
     }
 
-    // 4. Lock, or wait for whoever holds it.
-    let (held, seat) = match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)?
-    {
-        Turn::Ours { held, seat } => (held, seat),
-        Turn::Skip => return Ok(skipped(conn, &args, reporter)),
+    // 4. Lock, or wait for whoever holds it. In table mode the lock is a
+    //    lease row, and the command learns its fencing token.
+    let (held, seat, mut lease) = match &plan.lock_table {
+        Some(table) => {
+            let asking = table::Asking {
+                table,
+                lock_name: &plan.lock_name,
+                wait_and_skip: args.wait_and_skip,
+                wait: args.wait,
+                deadline,
+                settings: &plan.settings,
+                config: &plan.config,
+                about: &about,
+                reporter,
+            };
+            match table::take_lock(&mut conn, &asking, &mut connector)? {
+                table::Taken::Ours(lease) => {
+                    std::env::set_var("SERA_FENCING_TOKEN", lease.token.to_string());
+                    (plan.lock_name.clone(), None, Some(lease))
+                }
+                table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
+            }
+        }
+        None => match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)? {
+            Turn::Ours { held, seat } => (held, seat, None),
+            Turn::Skip => return Ok(skipped(conn, &args, reporter)),
+        },
     };
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
@@ -81,9 +107,13 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         reporter,
         started: Instant::now(),
     };
-    let lost = watch::watch(&mut conn, &mut child, &watching);
+    let lost = watch::watch(&mut conn, &mut child, &watching, lease.as_deref_mut());
 
-    // 7. Release: ending the session frees the lock at once.
+    // 7. Release: ending the session frees the lock at once; a lease row is
+    //    given back first.
+    if let (Some(lease), false) = (&mut lease, lost) {
+        lease.release(&mut conn);
+    }
     Ok(release(conn, &child, lost, reporter))
 }
 
@@ -111,6 +141,8 @@ struct Plan {
     config: Config,
     lock_name: String,
     settings: Settings,
+    /// Table mode: the lock is a lease row in this table.
+    lock_table: Option<LockTable>,
 }
 
 /// Step 2: read the config, name the lock, set up the reporter, and refuse
@@ -146,10 +178,25 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
              (it makes a skipped run exit 205)",
         );
     }
+    let lock_table = args.lock_table.clone().or(config.lock_table.clone());
+    if let Some(why) = lock_table
+        .as_ref()
+        .and_then(|_| table::refuse_settings(&settings))
+    {
+        // 201 when a flag had a part in it, 200 when the config alone did.
+        let flags = args.lock_table.is_some()
+            || args.settings.shapes_the_lease()
+            || args.settings.slots() > 1;
+        return Err(match flags {
+            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
+            false => Failure::new(exit::CONFIG, format!("config {}", path.display()), why),
+        });
+    }
     Ok(Plan {
         config,
         lock_name,
         settings,
+        lock_table,
     })
 }
 

@@ -13,10 +13,11 @@ use crate::duration;
 
 /// The settings, by their config key names; the flags are the same with
 /// `-` for `_`.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     "slots",
     "waiting_room",
     "check_interval",
+    "lease",
     "on_lost",
     "kill_after",
     "orphans",
@@ -36,6 +37,15 @@ const MAX_SEATS: u32 = 1000;
 
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// A lease is whole seconds, from 2 s to 365 days (the longest idle time
+/// MySQL and MariaDB accept for a session).
+const MIN_LEASE: Duration = Duration::from_secs(2);
+const LONGEST_LEASE: Duration = Duration::from_secs(31_536_000);
+
+/// The tree must be dead this long before the lease may end.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Checking the lock more often than this only loads the server: a check
 /// may take up to its deadline, and a lost lock is noticed within
@@ -75,6 +85,8 @@ pub struct Settings {
     waiting_room: Option<u32>,
     /// `Some(ZERO)`: never check.
     check_interval: Option<Duration>,
+    /// How long the lock outlives the last renewal the server received.
+    lease: Option<Duration>,
     on_lost: Option<OnLost>,
     kill_after: Option<Duration>,
     orphans: Option<Orphans>,
@@ -113,6 +125,22 @@ impl Settings {
                 }
                 self.check_interval = Some(interval);
             }
+            "lease" => {
+                let lease = duration::parse(value)?;
+                if lease.subsec_nanos() != 0 {
+                    return Err(format!(
+                        "{} is not whole seconds (the server counts a lease in seconds)",
+                        duration::format(lease)
+                    ));
+                }
+                if !(MIN_LEASE..=LONGEST_LEASE).contains(&lease) {
+                    return Err(format!(
+                        "{} is out of range: a lease is 2s to 8760h (365 days)",
+                        duration::format(lease)
+                    ));
+                }
+                self.lease = Some(lease);
+            }
             "kill_after" => self.kill_after = Some(duration::parse(value)?),
             "on_lost" => {
                 self.on_lost = Some(match value {
@@ -140,6 +168,7 @@ impl Settings {
             slots: self.slots.or(other.slots),
             waiting_room: self.waiting_room.or(other.waiting_room),
             check_interval: self.check_interval.or(other.check_interval),
+            lease: self.lease.or(other.lease),
             on_lost: self.on_lost.or(other.on_lost),
             kill_after: self.kill_after.or(other.kill_after),
             orphans: self.orphans.or(other.orphans),
@@ -158,6 +187,17 @@ impl Settings {
     pub fn check_every(&self) -> Option<Duration> {
         let interval = self.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
         (!interval.is_zero()).then_some(interval)
+    }
+
+    /// How long the lock outlives the last renewal: 30 s unless given.
+    pub fn lease(&self) -> Duration {
+        self.lease.unwrap_or(DEFAULT_LEASE)
+    }
+
+    /// Whether lease, check_interval or kill_after is given here: the three
+    /// a lease must fit.
+    pub fn shapes_the_lease(&self) -> bool {
+        self.lease.is_some() || self.check_interval.is_some() || self.kill_after.is_some()
     }
 
     pub fn on_lost(&self) -> OnLost {

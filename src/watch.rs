@@ -10,6 +10,7 @@ use crate::lock::{self, Check};
 use crate::mysql::Conn;
 use crate::report::{exit, Failure, Reporter};
 use crate::settings::{OnLost, Orphans, Settings, CHECK_DEADLINE};
+use crate::table::Lease;
 use crate::tree;
 
 /// What `watch` needs to know about the run.
@@ -21,16 +22,27 @@ pub struct Watching<'a> {
 }
 
 /// Wait for the command and for whatever it leaves behind, checking now and
-/// then that the lock is still ours. Returns true when the lock was lost and
-/// the tree was stopped because of it.
-pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> bool {
+/// then that the lock is still ours: in table mode (`lease`), each check is a
+/// renewal of the lease, and the lease's end comes first whatever the check
+/// interval says. Returns true when the lock was lost and the tree was
+/// stopped because of it.
+pub fn watch(
+    conn: &mut Conn,
+    child: &mut Child,
+    watching: &Watching,
+    mut lease: Option<&mut Lease>,
+) -> bool {
     let settings = watching.settings;
     // Every check gets the full deadline for its answer, however short the
     // interval: a short stall of the server is not a lost lock.
     let mut lock_watch = lock::Watch::new(watching.lock_name, CHECK_DEADLINE);
     let mut check_every = settings.check_every();
     loop {
-        match child.wait(check_every) {
+        let wait = match &lease {
+            Some(lease) => lease.wait_for(check_every),
+            None => check_every,
+        };
+        match child.wait(wait) {
             Wake::Timeout => {}
             Wake::CommandExited => {
                 watching.reporter.event(&format!(
@@ -60,8 +72,19 @@ pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> bool {
                 return false;
             }
         }
-        let why = match lock_watch.check(conn) {
+        let check = match &mut lease {
+            Some(lease) if check_every.is_some() => lease.renew(conn),
+            Some(_) => continue,
+            None => lock_watch.check(conn),
+        };
+        let why = match check {
             Check::Ours => continue,
+            Check::Renewing(why) => {
+                watching
+                    .reporter
+                    .progress(&format!("the lease is not renewed yet: {why}"));
+                continue;
+            }
             Check::Uncertain => {
                 watching.reporter.progress(&format!(
                     "no answer to lock check {} of {}",
