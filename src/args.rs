@@ -181,7 +181,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 out.command = parser.raw_args().map_err(|e| e.to_string())?.collect();
                 break;
             }
-            // --check-interval, --on-lost, --kill-after, --orphans
+            // Every setting (settings::KEYS) is a flag too: --slots, --waiting-room,
+            // --check-interval, --on-lost, --kill-after, --orphans.
             Long(flag) => {
                 let flag = flag.to_string();
                 let Some(key) = settings::KEYS.iter().find(|k| k.replace('_', "-") == flag) else {

@@ -61,6 +61,8 @@ const NOT_FORWARDED: [libc::c_int; 9] = [
 ];
 
 fn forwarded_signals() -> libc::sigset_t {
+    // SAFETY: an all-zero sigset_t is a valid value, which sigfillset and
+    // sigdelset then set; the signal numbers are valid.
     unsafe {
         let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
         libc::sigfillset(&mut set);
@@ -77,14 +79,18 @@ fn forwarded_signals() -> libc::sigset_t {
 /// frees the lock when the connection drops), so give the stop signals a
 /// handler that does just that, with the shell's 128+N.
 pub fn stop_on_signals_as_init() {
+    // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
         return;
     }
     extern "C" fn exit_now(sig: libc::c_int) {
-        unsafe { libc::_exit(128 + sig) };
+        // SAFETY: _exit is async-signal-safe and takes any status.
+        unsafe { libc::_exit(killed_by(sig)) };
     }
     for sig in STOP_SIGNALS {
         let handler: extern "C" fn(libc::c_int) = exit_now;
+        // SAFETY: exit_now only calls _exit, which is async-signal-safe, so it
+        // is a sound handler.
         unsafe { libc::signal(sig, handler as libc::sighandler_t) };
     }
 }
@@ -96,6 +102,8 @@ pub fn stop_on_signals_as_init() {
 /// (A blocked signal is kept for sera even when it is PID 1.) Returns the
 /// set blocked and the mask sera had before, which the command gets back.
 fn block_signals() -> (libc::sigset_t, libc::sigset_t) {
+    // SAFETY: an all-zero sigset_t is valid; sigprocmask reads `set` and writes
+    // `old`, both live locals.
     unsafe {
         let set = forwarded_signals();
         let mut old = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
@@ -145,18 +153,19 @@ impl SpawnError {
     }
 }
 
-/// Whether `program` can be started, found as execvp finds it. main checks
-/// this before it connects: a command that cannot start must be 203 at
-/// once, not after a wait for a lock it could not use (with the lock held
-/// elsewhere, that would be 204 after the whole wait). exec may still fail
-/// later (the file can change meanwhile), and `spawn` reports that too.
-pub fn check_program(program: &OsString) -> Result<(), SpawnError> {
+/// The file that runs as `program`, found as execvp finds it, if it can be
+/// started. main checks this before it connects: a command that cannot start
+/// must be 203 at once, not after a wait for a lock it could not use (with
+/// the lock held elsewhere, that would be 204 after the whole wait). exec
+/// may still fail later (the file can change meanwhile), and `spawn`, which
+/// runs the file found here, reports that too.
+pub fn check_program(program: &OsString) -> Result<PathBuf, SpawnError> {
     let file = find_program(program)?;
     match missing_interpreter(&file) {
         Some(_) => Err(SpawnError {
             errno: libc::ENOENT,
         }),
-        None => Ok(()),
+        None => Ok(file),
     }
 }
 
@@ -203,6 +212,7 @@ fn executable(file: &Path) -> Option<i32> {
         return Some(libc::EINVAL);
     };
     // AT_EACCESS: exec goes by the effective ids, and so does this check.
+    // SAFETY: c_file is a NUL-terminated string that outlives the call.
     let ok = unsafe {
         libc::faccessat(
             libc::AT_FDCWD,
@@ -250,19 +260,25 @@ fn missing_interpreter(file: &Path) -> Option<String> {
 fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
     let mut pair = [0; 2];
     let flags = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    // SAFETY: pair has room for the two descriptors socketpair writes.
     if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, pair.as_mut_ptr()) } != 0 {
         return Err(SpawnError {
             errno: last_errno(),
         });
     }
     let [sender, end] = pair;
+    // SAFETY: sender is the socket just made, and lock_socket an open
+    // descriptor of the caller's.
     let sent = unsafe { send_fd(sender, lock_socket) };
     let errno = last_errno();
+    // SAFETY: sender is ours, and nothing uses it after this.
     unsafe { libc::close(sender) };
     // Keep the end away from 0, 1 and 2, in case sera started with one of
     // them closed: the command must find its stdio as sera found it.
+    // SAFETY: end is the socket just made; fcntl only duplicates it.
     let moved = unsafe { libc::fcntl(end, libc::F_DUPFD_CLOEXEC, 3) };
     let moved_errno = last_errno();
+    // SAFETY: end is ours, and only its duplicate is used after this.
     unsafe { libc::close(end) };
     match (sent, moved) {
         (false, _) => Err(SpawnError { errno }),
@@ -272,6 +288,12 @@ fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
 }
 
 /// Queue `fd` on `socket` as an SCM_RIGHTS message with one byte of data.
+///
+/// # Safety
+///
+/// `socket` must be an open Unix socket and `fd` an open descriptor: the
+/// kernel would refuse others, but this fills the message header by raw
+/// pointer for exactly one descriptor, and nothing else checks the two.
 unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
     let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
     let mut control = vec![0u8; space];
@@ -293,19 +315,33 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
     libc::sendmsg(socket, &msg, 0) == 1
 }
 
-/// Fork and exec `command` (PATH is searched), in sera's process group, with
-/// everything inherited. From here on sera keeps every signal it forwards
-/// blocked, for `Child::wait`. An exec failure comes back through a
-/// close-on-exec pipe as the real errno, not as a made-up exit status.
-/// `lock_socket` is the lock connection, tied to the command's life by a
-/// `lifeline`.
-pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnError> {
+/// Fork and exec `command`, its arguments, with `program` (the file
+/// `check_program` found for `command[0]`) as the file to run, in sera's
+/// process group, with everything inherited. From here on sera keeps every
+/// signal it forwards blocked, for `Child::wait`. An exec failure comes back
+/// through a close-on-exec pipe as the real errno, not as a made-up exit
+/// status. `lock_socket` is the lock connection, tied to the command's life
+/// by a `lifeline`.
+///
+/// # Safety
+///
+/// The process must have one thread: this wipes and changes the
+/// environment, which another thread could be reading, and between fork
+/// and exec the child may only make async-signal-safe calls, which holds
+/// only for a child of a single-threaded process. sera never starts a
+/// thread.
+pub unsafe fn spawn(
+    program: &Path,
+    command: &[OsString],
+    lock_socket: RawFd,
+) -> Result<Child, SpawnError> {
     // The password is sera's, not the command's: nothing the command starts
     // may find it in its environment, nor in /proc/<sera>/environ, which
     // shows the memory the environment started in. So its bytes are wiped
     // there first, then it is taken out of the environment the command
-    // inherits. Safe only because sera never starts a thread: no one can be
-    // reading the environment meanwhile.
+    // inherits.
+    // SAFETY: getenv's pointer is to the live environment, NUL-terminated;
+    // the caller promises no other thread reads or changes it meanwhile.
     unsafe {
         let value = libc::getenv(c"SERA_PASSWORD".as_ptr());
         if !value.is_null() {
@@ -314,6 +350,10 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
     }
     std::env::remove_var("SERA_PASSWORD");
     let (forwarded, mask) = block_signals();
+    // Everything the child needs is made before fork: it may not allocate.
+    let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| SpawnError {
+        errno: libc::EINVAL,
+    })?;
     let argv: Vec<CString> = command
         .iter()
         .map(|a| {
@@ -326,6 +366,7 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
     argv_ptrs.push(std::ptr::null());
 
     let mut pipe = [0; 2];
+    // SAFETY: pipe has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(SpawnError {
             errno: last_errno(),
@@ -335,6 +376,7 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
     let lifeline = match lifeline(lock_socket) {
         Ok(fd) => fd,
         Err(e) => {
+            // SAFETY: both ends are ours, and unused after this.
             unsafe {
                 libc::close(report_read);
                 libc::close(report_write);
@@ -342,13 +384,19 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
             return Err(e);
         }
     };
+    // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // Whatever the command leaves when it exits comes to sera, not to init.
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer and touches no
+    // memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
 
+    // SAFETY: the caller promises a single thread, so the child may go on to
+    // exec, and it makes only async-signal-safe calls until then.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let errno = last_errno();
+        // SAFETY: all three descriptors are ours, and unused after this.
         unsafe {
             libc::close(report_read);
             libc::close(report_write);
@@ -358,6 +406,10 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
     }
     if pid == 0 {
         // In the child: only async-signal-safe calls from here to exec.
+        // SAFETY: in the child of a single-threaded process; each call is
+        // async-signal-safe, and every pointer (mask, path, argv, errno) was
+        // made before fork and lives in the child's copy of this stack and
+        // heap.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             // sera may have died before prctl took effect.
@@ -368,27 +420,32 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
             libc::fcntl(lifeline, libc::F_SETFD, 0);
-            libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
+            libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(report_write, (&errno as *const i32).cast(), 4);
             libc::_exit(127);
         }
     }
 
+    // SAFETY: both descriptors are ours; the child has its own copies.
     unsafe {
         libc::close(report_write);
         libc::close(lifeline);
     }
     let mut errno = 0i32;
     let n = loop {
+        // SAFETY: errno is a live i32, and read writes at most 4 bytes into it.
         let n = unsafe { libc::read(report_read, (&mut errno as *mut i32).cast(), 4) };
         if n >= 0 || last_errno() != libc::EINTR {
             break n;
         }
     };
+    // SAFETY: report_read is ours, and unused after this.
     unsafe { libc::close(report_read) };
     if n == 4 {
         // The child exits at once; reap it so it leaves no zombie.
+        // SAFETY: pid is our child, which has exited or is about to; a null
+        // status is allowed.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         return Err(SpawnError { errno });
     }
@@ -405,14 +462,17 @@ pub fn spawn(command: &[OsString], lock_socket: RawFd) -> Result<Child, SpawnErr
 pub enum Wake {
     /// The time given has passed: time to check the lock.
     Timeout,
-    /// The command exited; `status` holds how, and `tree_empty` whether it
-    /// left anything behind.
-    CommandExited,
+    /// The command exited, with this wait status; `tree_empty` says
+    /// whether it left anything behind.
+    CommandExited { status: libc::c_int },
     /// The last process of the tree (after the command) has exited.
-    TreeEmpty,
+    TreeEmpty { status: libc::c_int },
     /// A stop signal arrived after the command had exited: there is no one
     /// to forward it to, and what is left must be stopped.
-    StopAsked,
+    StopAsked {
+        signal: libc::c_int,
+        status: libc::c_int,
+    },
 }
 
 impl Child {
@@ -425,6 +485,8 @@ impl Child {
         loop {
             let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
             let sig = match deadline {
+                // SAFETY: set is a valid signal set, and info has room for the
+                // siginfo_t written.
                 None => unsafe { libc::sigwaitinfo(&set, info.as_mut_ptr()) },
                 Some(deadline) => {
                     let left = crate::duration::left(deadline);
@@ -432,9 +494,12 @@ impl Child {
                         return Wake::Timeout;
                     }
                     // Zeroed then filled: libc's `time_t` alias is deprecated on musl.
+                    // SAFETY: an all-zero timespec is a valid value.
                     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
                     ts.tv_sec = left.as_secs().min(i32::MAX as u64) as _;
                     ts.tv_nsec = left.subsec_nanos() as _;
+                    // SAFETY: set and ts are valid, and info has room for the
+                    // siginfo_t written.
                     unsafe { libc::sigtimedwait(&set, info.as_mut_ptr(), &ts) }
                 }
             };
@@ -447,21 +512,25 @@ impl Child {
             if sig == libc::SIGCHLD {
                 let was_running = self.status.is_none();
                 self.reap();
-                if was_running && self.status.is_some() {
-                    return Wake::CommandExited;
+                // The tree is empty only once the command, sera's child, is
+                // reaped: then its status is known.
+                match self.status {
+                    Some(status) if was_running => return Wake::CommandExited { status },
+                    Some(status) if self.tree_empty => return Wake::TreeEmpty { status },
+                    _ => continue,
                 }
-                if self.tree_empty {
-                    return Wake::TreeEmpty;
-                }
-                continue;
             }
             if STOP_SIGNALS.contains(&sig) {
                 self.stop_signal = Some(sig);
-                if self.status.is_some() {
-                    return Wake::StopAsked;
+                if let Some(status) = self.status {
+                    return Wake::StopAsked {
+                        signal: sig,
+                        status,
+                    };
                 }
             }
             if self.status.is_none() {
+                // SAFETY: sig >= 0, so sigwaitinfo or sigtimedwait filled info.
                 forward(self.pid, sig, unsafe { &info.assume_init() });
             }
         }
@@ -472,6 +541,7 @@ impl Child {
     fn reap(&mut self) {
         loop {
             let mut status = 0;
+            // SAFETY: status is a live c_int for waitpid to write.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid == self.pid {
                 self.status = Some(status);
@@ -522,16 +592,20 @@ impl Child {
     /// else in the namespace, which `kill(-1)` reaches without /proc. Without
     /// a usable /proc only the command itself can be named.
     fn signal_tree(&self, sig: libc::c_int) {
+        // SAFETY: getpid has no preconditions.
         if unsafe { libc::getpid() } == 1 {
+            // SAFETY: kill takes plain integers and touches no memory.
             unsafe { libc::kill(-1, sig) };
             return;
         }
         match tree::below_sera() {
             Some(processes) => {
                 for process in processes {
+                    // SAFETY: kill takes plain integers and touches no memory.
                     unsafe { libc::kill(process.pid, sig) };
                 }
             }
+            // SAFETY: kill takes plain integers and touches no memory.
             None if self.status.is_none() => unsafe {
                 libc::kill(self.pid, sig);
             },
@@ -548,10 +622,12 @@ fn forward(pid: libc::pid_t, sig: libc::c_int, info: &libc::siginfo_t) {
         if sig == libc::SIGTSTP || sig == libc::SIGTTIN || sig == libc::SIGTTOU {
             // The child stopped; stop too, so the shell gets the terminal
             // back. `fg` sends SIGCONT to both.
+            // SAFETY: raise takes a plain integer and touches no memory.
             unsafe { libc::raise(libc::SIGSTOP) };
         }
         return;
     }
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(pid, sig) };
 }
 
@@ -559,7 +635,10 @@ fn forward(pid: libc::pid_t, sig: libc::c_int, info: &libc::siginfo_t) {
 pub fn describe(status: libc::c_int) -> String {
     if libc::WIFSIGNALED(status) {
         let sig = libc::WTERMSIG(status);
-        format!("was killed by signal {sig} (exit status {})", 128 + sig)
+        format!(
+            "was killed by signal {sig} (exit status {})",
+            killed_by(sig)
+        )
     } else {
         format!("exited with status {}", libc::WEXITSTATUS(status))
     }
@@ -568,10 +647,15 @@ pub fn describe(status: libc::c_int) -> String {
 /// The shell convention: the exit status, or 128 + N for death by signal N.
 pub fn exit_code(status: libc::c_int) -> i32 {
     if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
+        killed_by(libc::WTERMSIG(status))
     } else {
         libc::WEXITSTATUS(status)
     }
+}
+
+/// The shell's exit status for death by signal `sig`: 128 + N.
+const fn killed_by(sig: libc::c_int) -> i32 {
+    128 + sig
 }
 
 fn last_errno() -> i32 {

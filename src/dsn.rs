@@ -412,19 +412,6 @@ fn unescape(text: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Percent-encodes everything but letters, digits and `-_.~,:*`.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~,:*".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -432,57 +419,6 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } => write!(f, "{host}:{port}"),
             Address::Unix(path) => write!(f, "{}", path.display()),
         }
-    }
-}
-
-/// The DSN with the password shown as `***`. It parses back to the same Dsn
-/// (but for the password); parameters at their defaults are left out.
-impl fmt::Display for Dsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.user.is_empty() || self.password.is_some() {
-            f.write_str(&self.user)?;
-            if self.password.is_some() {
-                f.write_str(":***")?;
-            }
-            f.write_str("@")?;
-        }
-        match &self.address {
-            Address::Tcp { .. } => write!(f, "tcp({})/", self.address)?,
-            Address::Unix(_) => write!(f, "unix({})/", self.address)?,
-        }
-        if let Some(database) = &self.database {
-            f.write_str(&escape(database))?;
-        }
-        let mut params = Vec::new();
-        let timeouts = [
-            ("timeout", self.timeout),
-            ("readTimeout", self.read_timeout),
-            ("writeTimeout", self.write_timeout),
-        ];
-        for (name, value) in timeouts {
-            if let Some(duration) = value {
-                params.push(format!("{name}={}", duration::format(duration)));
-            }
-        }
-        match self.tls {
-            Tls::False => {}
-            Tls::True => params.push("tls=true".to_string()),
-            Tls::SkipVerify => params.push("tls=skip-verify".to_string()),
-            Tls::Preferred => params.push("tls=preferred".to_string()),
-        }
-        if !self.allow_native_passwords {
-            params.push("allowNativePasswords=false".to_string());
-        }
-        if self.allow_cleartext_passwords {
-            params.push("allowCleartextPasswords=true".to_string());
-        }
-        for (name, value) in &self.session_vars {
-            params.push(format!("{name}={}", escape(value)));
-        }
-        if !params.is_empty() {
-            write!(f, "?{}", params.join("&"))?;
-        }
-        Ok(())
     }
 }
 
@@ -895,32 +831,6 @@ mod tests {
     }
 
     #[test]
-    fn display_redacts_password() {
-        let dsn = parse("sera:Zq9#pw@tcp(127.0.0.1)/?timeout=500ms");
-        assert_eq!(
-            dsn.to_string(),
-            "sera:***@tcp(127.0.0.1:3306)/?timeout=500ms"
-        );
-        let dsn = parse("sera@tcp(h)/db");
-        assert_eq!(dsn.to_string(), "sera@tcp(h:3306)/db");
-        assert_eq!(parse("u:@tcp(h)/").to_string(), "u:***@tcp(h:3306)/");
-        assert_eq!(parse("").to_string(), "tcp(127.0.0.1:3306)/");
-    }
-
-    #[test]
-    fn display_of_everything() {
-        let dsn = parse(
-            "u:Zq9#pw@unix(/s.sock)/my%20db?tls=preferred&allowNativePasswords=0\
-             &allowCleartextPasswords=1&readTimeout=90s&writeTimeout=1500us&v=a%26b",
-        );
-        assert_eq!(
-            dsn.to_string(),
-            "u:***@unix(/s.sock)/my%20db?readTimeout=90s&writeTimeout=1500us&tls=preferred\
-             &allowNativePasswords=false&allowCleartextPasswords=true&v=a%26b"
-        );
-    }
-
-    #[test]
     fn address_display() {
         assert_eq!(tcp("127.0.0.1", 3306).to_string(), "127.0.0.1:3306");
         assert_eq!(tcp("::1", 3306).to_string(), "[::1]:3306");
@@ -928,24 +838,6 @@ mod tests {
             Address::Unix(PathBuf::from("/tmp/x.sock")).to_string(),
             "/tmp/x.sock"
         );
-        assert_eq!(parse("tcp([::1])/").to_string(), "tcp([::1]:3306)/");
-    }
-
-    #[test]
-    fn display_parses_back() {
-        let texts = [
-            "u:p/a@ss@tcp([fe80::1%25eth0]:3307)/d%2Fb?timeout=1h30m&tls=true&x=%27a+b%27",
-            "a@b:pw@unix(/run/my?sql.sock)/?readTimeout=1.000000001s",
-            ":@(h)/",
-        ];
-        for text in texts {
-            let mut dsn = parse(text);
-            let again = parse(&dsn.to_string());
-            if dsn.password.is_some() {
-                dsn.password = Some("***".to_string());
-            }
-            assert_eq!(again, dsn, "{text}");
-        }
     }
 
     #[test]
@@ -1036,10 +928,9 @@ mod tests {
         assert_eq!(dsn.session_sql().as_deref(), Some("SET ok=1"));
     }
 
-    /// Every string over a small alphabet up to length 5: no panic, and every
-    /// DSN that parses prints as one that parses back to it.
+    /// Every string over a small alphabet up to length 5: no panic.
     #[test]
-    fn no_panics_and_display_round_trips() {
+    fn no_panics() {
         let alphabet = [
             "", ":", "@", "/", "(", ")", "?", "&", "=", "%", "[", "]", "t", "1", "µ", "a", "+",
         ];
@@ -1065,14 +956,8 @@ mod tests {
             for text in &texts {
                 let text = format!("{prefix}{text}");
                 let _ = duration::parse(&text);
-                if let Ok(mut dsn) = Dsn::parse(&text) {
+                if let Ok(dsn) = Dsn::parse(&text) {
                     let _ = dsn.session_sql();
-                    let shown = dsn.to_string();
-                    let again = Dsn::parse(&shown);
-                    if dsn.password.is_some() {
-                        dsn.password = Some("***".to_string());
-                    }
-                    assert_eq!(again, Ok(dsn), "{text:?} shown as {shown:?}");
                 }
             }
         }

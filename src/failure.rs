@@ -58,8 +58,10 @@ pub fn connect_failure(config: &Config, e: mysql::Error) -> Failure {
                 "check the user and password of \"server\""
             };
             failure.hint(format!(
-                "{check} in {} ({server}){}",
+                "{check} in {} ({}@{}){}",
                 config.path.display(),
+                server.user,
+                server.address,
                 if plain_tcp {
                     "; MariaDB says the same to a connection without TLS when it has \
                      require_secure_transport=ON: then add tls=true"

@@ -324,6 +324,7 @@ pub fn introduction(lock_name: &str, program: Option<&OsString>) -> Vec<(&'stati
 
 pub(crate) fn host_name() -> String {
     let mut buf = [0u8; 256];
+    // SAFETY: buf is a live buffer of the length given.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     match ok {

@@ -5,6 +5,7 @@
 //! it in order.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Instant;
 
 use sera::args::{self, Args, Request};
@@ -18,7 +19,7 @@ use sera::room::{self, Asking, Connector, Turn};
 use sera::settings::Settings;
 use sera::status;
 use sera::table::{self, LockTable};
-use sera::watch::{self, Watching};
+use sera::watch::{self, Ending, Watching};
 
 fn main() {
     let mut reporter = Reporter::stderr_only();
@@ -44,52 +45,43 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     //    and the flags make of this run.
     let plan = configure(&args, reporter)?;
 
-    // Before connecting: a command that cannot start is 203 now, not after
-    // a wait for a lock it could not use. (`status` runs no command.)
-    if status.is_none() {
-        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
+    // `sera status` only looks: it connects, asks who holds the lock, and
+    // says so.
+    let deadline = Instant::now() + args.wait;
+    if let Some(json) = status {
+        return look(&plan, deadline, json, reporter);
     }
+
+    // Before connecting: a command that cannot start is 203 now, not after
+    // a wait for a lock it could not use.
+    let program =
+        child::check_program(&args.command[0]).map_err(|e| cannot_run(&args.command[0], e))?;
 
     // 3. Connect: one dedicated connection, for this run only.
     //    It tells the server who it is, for `sera status` to show others.
     //    A server that has reached max_connections is waited out, with the
     //    rest of the herd, as long as <wait> allows.
-    let deadline = Instant::now() + args.wait;
-    let about = lock::introduction(&plan.lock_name, status.is_none().then(|| &args.command[0]));
+    let about = lock::introduction(&plan.lock_name, Some(&args.command[0]));
     let connect = || Conn::connect_as(&plan.config.server, &about);
-    let mut connector = room::Connector::new(&connect, deadline);
+    let mut connector = Connector::new(&connect, deadline);
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
-    // `sera status` stops here: it only looks.
-    if let Some(json) = status {
-        return match &plan.lock_table {
-            Some(table) => table::show_status(conn, table, &plan.lock_name, json),
-            None => status::show_status(conn, &plan.lock_name, plan.settings.slots(), json),
-        };
-    }
 
     // 4. Lock, or wait for whoever holds it. In table mode the lock is a
     //    lease row, and the command learns its fencing token.
     let (held, seat, mut lease) = match &plan.lock_table {
-        Some(table) => {
-            let asking = table::Asking {
-                table,
-                lock_name: &plan.lock_name,
-                wait_and_skip: args.wait_and_skip,
-                wait: args.wait,
-                deadline,
-                settings: &plan.settings,
-                config: &plan.config,
-                about: &about,
-                reporter,
-            };
-            match table::take_lock(&mut conn, &asking, &mut connector)? {
-                table::Taken::Ours(lease) => {
-                    std::env::set_var("SERA_FENCING_TOKEN", lease.token.to_string());
-                    (plan.lock_name.clone(), None, Some(lease))
-                }
-                table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
-            }
-        }
+        Some(table) => match take_lease(
+            &mut conn,
+            table,
+            &plan,
+            &args,
+            deadline,
+            &mut connector,
+            &about,
+            reporter,
+        )? {
+            table::Taken::Ours(lease) => (plan.lock_name.clone(), None, Some(lease)),
+            table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
+        },
         None => match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)? {
             Turn::Ours { held, seat } => (held, seat, None),
             Turn::Skip => return Ok(skipped(conn, &args, reporter)),
@@ -97,7 +89,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     };
 
     // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &args, seat.as_deref(), reporter)?;
+    let mut child = spawn(&mut conn, &program, &args, seat.as_deref(), reporter)?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -107,14 +99,14 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         reporter,
         started: Instant::now(),
     };
-    let lost = watch::watch(&mut conn, &mut child, &watching, lease.as_deref_mut());
+    let ending = watch::watch(&mut conn, &mut child, &watching, lease.as_deref_mut());
 
     // 7. Release: ending the session frees the lock at once; a lease row is
     //    given back first.
-    if let (Some(lease), false) = (&mut lease, lost) {
+    if let (Some(lease), Ending::Exited { .. }) = (&mut lease, &ending) {
         lease.release(&mut conn);
     }
-    Ok(release(conn, &child, lost, reporter))
+    Ok(release(conn, ending, reporter))
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has
@@ -200,6 +192,18 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
     })
 }
 
+/// `sera status`: step 3, then who holds the lock, on stdout.
+fn look(plan: &Plan, deadline: Instant, json: bool, reporter: &Reporter) -> Result<i32, Failure> {
+    let about = lock::introduction(&plan.lock_name, None);
+    let connect = || Conn::connect_as(&plan.config.server, &about);
+    let mut connector = Connector::new(&connect, deadline);
+    let conn = connect_within(&mut connector, &plan.config, reporter)?;
+    match &plan.lock_table {
+        Some(table) => table::show_status(conn, table, &plan.lock_name, json),
+        None => status::show_status(conn, &plan.lock_name, plan.settings.slots(), json),
+    }
+}
+
 /// Step 3: the run's one connection.
 fn connect_within(
     connector: &mut Connector,
@@ -258,6 +262,38 @@ fn take_lock(
     Ok(turn)
 }
 
+/// Step 4 in table mode: the lease row, or the news that the run we waited
+/// for is over. The command gets the grant's fencing token in its
+/// environment, set here before it is spawned (sera starts no thread).
+#[allow(clippy::too_many_arguments)]
+fn take_lease(
+    conn: &mut Conn,
+    table: &LockTable,
+    plan: &Plan,
+    args: &Args,
+    deadline: Instant,
+    connector: &mut Connector,
+    about: &[(&'static str, String)],
+    reporter: &Reporter,
+) -> Result<table::Taken, Failure> {
+    let asking = table::Asking {
+        table,
+        lock_name: &plan.lock_name,
+        wait_and_skip: args.wait_and_skip,
+        wait: args.wait,
+        deadline,
+        settings: &plan.settings,
+        config: &plan.config,
+        about,
+        reporter,
+    };
+    let taken = table::take_lock(conn, &asking, connector)?;
+    if let table::Taken::Ours(lease) = &taken {
+        std::env::set_var("SERA_FENCING_TOKEN", lease.token.to_string());
+    }
+    Ok(taken)
+}
+
 /// `--wait-and-skip`, and the run we waited for is over: 0, or 205.
 fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
     conn.quit();
@@ -273,12 +309,14 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
 /// so that the round trip does not delay the command's start.
 fn spawn(
     conn: &mut Conn,
+    program: &Path,
     args: &Args,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
-    let child =
-        child::spawn(&args.command, conn.raw_fd()).map_err(|e| cannot_run(&args.command[0], e))?;
+    // SAFETY: sera never starts a thread.
+    let child = unsafe { child::spawn(program, &args.command, conn.raw_fd()) }
+        .map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
         reporter.warn(&format!(
             "could not give back the waiting-room seat {}: {e}",
@@ -289,13 +327,15 @@ fn spawn(
 }
 
 /// Step 7: end the session, which frees the lock, and say how the run ends.
-fn release(mut conn: Conn, child: &Child, lost: bool, reporter: &Reporter) -> i32 {
+fn release(mut conn: Conn, ending: Ending, reporter: &Reporter) -> i32 {
     conn.quit();
-    if lost {
-        return exit::LOCK_LOST;
+    match ending {
+        Ending::LockLost => exit::LOCK_LOST,
+        Ending::Exited { status } => {
+            reporter.progress("released the lock");
+            child::exit_code(status)
+        }
     }
-    reporter.progress("released the lock");
-    child.status.map_or(exit::LOCK_LOST, child::exit_code)
 }
 
 /// The command as one line, for logs; the lock name is the MD5 of this.

@@ -85,7 +85,9 @@ pub enum Error {
     /// Anything else, said in words for the user: a peer that does not speak
     /// the protocol as expected, something sera will not do (an auth plugin,
     /// a password in clear, TLS it was built without), a failed TLS handshake,
-    /// an unusable server key. `lock` adds a GET_LOCK that said NULL.
+    /// an unusable server key. lock.rs and status.rs add answers that make
+    /// no sense to them (a GET_LOCK that said NULL, an IS_USED_LOCK that is
+    /// not a connection id).
     Protocol(String),
 }
 

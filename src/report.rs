@@ -1,8 +1,11 @@
 //! What sera says, and where: one line on stderr per event, the same line in
 //! syslog when the config asks for it, and the exit codes that go with them.
 //!
-//! stdout belongs to the command, so nothing of sera's goes there. Failures
-//! are one line, `sera: <what failed>: <why>`, optionally followed by a hint.
+//! stdout belongs to the command, so nothing of sera's goes there during a
+//! run; only what the user asked to read goes there, through `say`: `sera
+//! status`, `--help` and `--version`, which run no command. Failures are one
+//! line, `sera: <what failed>: <why>`, optionally followed by a hint (their
+//! words are in failure.rs).
 
 use crate::syslog;
 

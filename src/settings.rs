@@ -1,5 +1,5 @@
 //! How sera takes the lock and watches it and the command's tree: `slots`,
-//! `check_interval`, `on_lost`, `kill_after` and `orphans`.
+//! `waiting_room`, `check_interval`, `on_lost`, `kill_after` and `orphans`.
 //!
 //! Each may be set by a flag (`--check-interval 1s`) or by the config key of
 //! the same name (`"check_interval": "1s"`), so they are declared and parsed

@@ -22,6 +22,7 @@ pub struct Process {
 /// mounted, or mounted for another PID namespace (whose pids would be wrong
 /// to signal).
 pub fn below_sera() -> Option<Vec<Process>> {
+    // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     let seen_as = fs::read_link("/proc/self").ok()?;
     if seen_as.to_str()?.parse::<libc::pid_t>().ok()? != me {

@@ -21,17 +21,25 @@ pub struct Watching<'a> {
     pub started: Instant,
 }
 
+/// How the watch ended.
+pub enum Ending {
+    /// The command exited with this wait status, and what it left behind
+    /// was seen out by the orphan policy.
+    Exited { status: libc::c_int },
+    /// The lock was lost, and the tree was stopped because of it.
+    LockLost,
+}
+
 /// Wait for the command and for whatever it leaves behind, checking now and
 /// then that the lock is still ours: in table mode (`lease`), each check is a
 /// renewal of the lease, and the lease's end comes first whatever the check
-/// interval says. Returns true when the lock was lost and the tree was
-/// stopped because of it.
+/// interval says.
 pub fn watch(
     conn: &mut Conn,
     child: &mut Child,
     watching: &Watching,
     mut lease: Option<&mut Lease>,
-) -> bool {
+) -> Ending {
     let settings = watching.settings;
     // Every check gets the full deadline for its answer, however short the
     // interval: a short stall of the server is not a lost lock.
@@ -44,32 +52,31 @@ pub fn watch(
         };
         match child.wait(wait) {
             Wake::Timeout => {}
-            Wake::CommandExited => {
+            Wake::CommandExited { status } => {
                 watching.reporter.event(&format!(
                     "the command {} after {} s",
-                    child::describe(child.status.unwrap_or(0)),
+                    child::describe(status),
                     tenths(watching.started.elapsed())
                 ));
                 if child.tree_empty || leftovers(child, watching) {
-                    return false;
+                    return Ending::Exited { status };
                 }
                 continue;
             }
-            Wake::TreeEmpty => {
+            Wake::TreeEmpty { status } => {
                 watching
                     .reporter
                     .progress("the last process the command left has exited");
-                return false;
+                return Ending::Exited { status };
             }
-            Wake::StopAsked => {
+            Wake::StopAsked { signal, status } => {
                 watching.reporter.event(&format!(
-                    "got signal {} while waiting for what the command left: \
-                     stopping it (SIGTERM, then SIGKILL after {} s)",
-                    child.stop_signal.unwrap_or(0),
-                    seconds(settings.kill_after())
+                    "got signal {signal} while waiting for what the command left: \
+                     stopping it ({})",
+                    term_then_kill(settings)
                 ));
                 stop_tree(child, watching);
-                return false;
+                return Ending::Exited { status };
             }
         }
         let check = match &mut lease {
@@ -103,12 +110,12 @@ pub fn watch(
                     "lost the lock",
                     format!(
                         "{why}; the command has run {ran} s: stopping it and every \
-                         process it started (SIGTERM, then SIGKILL after {} s)",
-                        seconds(settings.kill_after())
+                         process it started ({})",
+                        term_then_kill(settings)
                     ),
                 ));
                 stop_tree(child, watching);
-                return true;
+                return Ending::LockLost;
             }
             OnLost::Ignore => {
                 watching.reporter.warn(&format!(
@@ -143,9 +150,8 @@ fn leftovers(child: &mut Child, watching: &Watching) -> bool {
         }
         Orphans::Term => {
             watching.reporter.event(&format!(
-                "the command left {left} running: stopping them \
-                 (SIGTERM, then SIGKILL after {} s)",
-                seconds(watching.settings.kill_after())
+                "the command left {left} running: stopping them ({})",
+                term_then_kill(watching.settings)
             ));
             stop_tree(child, watching);
             true
@@ -157,6 +163,14 @@ fn leftovers(child: &mut Child, watching: &Watching) -> bool {
             true
         }
     }
+}
+
+/// How `stop_tree` stops, for the message that announces it.
+fn term_then_kill(settings: &Settings) -> String {
+    format!(
+        "SIGTERM, then SIGKILL after {} s",
+        seconds(settings.kill_after())
+    )
 }
 
 /// Stop the command's whole tree, and say so if part of it would not die.

@@ -16,15 +16,11 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
-use support::sera::{is_used_lock_sql, Outcome, Setup};
-use support::{wait_until, Server, TempDir};
-
-/// qemu-user takes a while to start a binary, and CI's machine is shared.
-const LONG: Duration = Duration::from_secs(30);
+use support::sera::{is_used_lock_sql, until_exists, Outcome, Setup};
+use support::{wait_until, Server, TempDir, LONG};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -186,9 +182,9 @@ impl Hold {
     fn new() -> Hold {
         let dir = TempDir::new();
         let script = format!(
-            "touch {}; while [ ! -e {} ]; do sleep 0.02; done",
+            "touch {}; {}",
             dir.join("started").display(),
-            dir.join("release").display()
+            until_exists(&dir.join("release"))
         );
         Hold { dir, script }
     }

@@ -10,14 +10,12 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::sera::{is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Server, TempDir};
+use support::sera::{is_used_lock_sql, until_exists, Outcome, Setup};
+use support::{shared_dsn, wait_until, Server, TempDir, LONG};
 
 fn setup() -> Setup {
     Setup::new(&shared_dsn())
 }
-
-const LONG: Duration = Duration::from_secs(20);
 
 #[test]
 fn the_commands_exit_status_is_seras() {
@@ -155,6 +153,7 @@ fn the_command_sees_the_terminal() {
 
 fn open_pty() -> (std::fs::File, OwnedFd) {
     let (mut master, mut slave) = (0, 0);
+    // SAFETY: the four pointers are live locals or null, as openpty allows.
     let rc = unsafe {
         libc::openpty(
             &mut master,
@@ -165,6 +164,7 @@ fn open_pty() -> (std::fs::File, OwnedFd) {
         )
     };
     assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: openpty succeeded: both descriptors are open and ours alone.
     unsafe {
         (
             std::fs::File::from_raw_fd(master),
@@ -198,9 +198,9 @@ fn a_second_sera_waits_or_times_out_naming_the_holder() {
     let release = s.dir.join("release");
     // One command line for all, so one lock; $WHO is not part of its name.
     let script = format!(
-        "echo $WHO >> {}; while [ ! -e {} ]; do sleep 0.02; done",
+        "echo $WHO >> {}; {}",
         order.display(),
-        release.display()
+        until_exists(&release)
     );
     let command_line = format!("sh -c {script}");
     let mut holder = s
@@ -257,11 +257,7 @@ fn wait_and_skip_runs_once_and_the_others_skip() {
     let s = setup();
     let ran = s.dir.join("ran");
     let gate = s.dir.join("gate");
-    let script = format!(
-        "echo run >> {}; while [ ! -e {} ]; do sleep 0.02; done",
-        ran.display(),
-        gate.display()
-    );
+    let script = format!("echo run >> {}; {}", ran.display(), until_exists(&gate));
     // Nobody holds it: the first runs the command.
     let mut first = s
         .command(&["--wait-and-skip", "30", "sh", "-c", &script])
@@ -288,7 +284,7 @@ fn wait_and_skip_runs_once_and_the_others_skip() {
     // Both are blocked in GET_LOCK on this command's lock before it ends.
     // (sera sends the name hex-encoded.)
     let name = sera::md5::hex_digest(format!("sh -c {script}").as_bytes());
-    let name: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    let name = support::sera::hex(&name);
     assert!(wait_until(LONG, || {
         Server::shared().sql(&format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
@@ -414,8 +410,9 @@ fn ctrl_z_stops_sera_with_the_command_and_fg_resumes_both() {
     let s = setup();
     let log = s.dir.join("log");
     let script = format!(
-        "echo ready > {log}; while [ ! -e {log}.go ]; do sleep 0.02; done",
-        log = log.display()
+        "echo ready > {log}; {wait}",
+        log = log.display(),
+        wait = until_exists(&log.with_extension("go"))
     );
     let (mut master, slave) = open_pty();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sera"));
@@ -425,6 +422,7 @@ fn ctrl_z_stops_sera_with_the_command_and_fg_resumes_both() {
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
+    // SAFETY: the closure makes only async-signal-safe calls (setsid, ioctl).
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
@@ -448,6 +446,7 @@ fn ctrl_z_stops_sera_with_the_command_and_fg_resumes_both() {
         state(pid)
     );
     // `fg`: SIGCONT to the whole process group, then the job may finish.
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(-(pid as i32), libc::SIGCONT) };
     std::fs::write(format!("{}.go", log.display()), "").unwrap();
     let status = sera.wait().unwrap();

@@ -11,19 +11,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::sera::{Outcome, Setup};
-use support::{shared_dsn, wait_until, Server};
+use support::sera::{assert_failure, child_of, Outcome, Setup};
+use support::{shared_dsn, wait_until, Server, LONG};
 
-/// Run to the end, but fail the test (and kill sera) if that takes longer
-/// than `limit`: the point of some tests is that sera never blocks.
-fn run_within(mut cmd: Command, limit: Duration) -> Outcome {
-    let mut child = cmd
-        .stdin(Stdio::null())
+/// `cmd` started with stdin closed and its output piped, for `run_within`.
+fn piped(mut cmd: Command) -> std::process::Child {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    run_within_child(&mut child, limit)
+        .unwrap()
 }
 
 /// sera with this config path and nothing else of the test's.
@@ -33,31 +30,24 @@ fn sera_with_config(path: &std::path::Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn one_failure_line(out: &Outcome, code: i32, says: &str) {
-    assert_eq!(out.code, code, "{}", out.stderr);
-    assert_eq!(out.stdout, "");
-    let first = out.stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("sera: ") && first.contains(says),
-        "expected {says:?} in {:?}",
-        out.stderr
-    );
-    assert!(out.stderr.lines().count() <= 2, "{}", out.stderr);
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-}
-
 #[test]
 fn a_config_that_is_a_fifo_or_a_device_is_200_at_once() {
     let s = Setup::new(&shared_dsn());
     let fifo = s.dir.join("fifo.json");
     let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a NUL-terminated path that outlives the call.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // Without a writer (opening would wait for one forever)...
     let out = run_within(
-        sera_with_config(&fifo, &["1", "true"]),
+        &mut piped(sera_with_config(&fifo, &["1", "true"])),
         Duration::from_secs(5),
     );
-    one_failure_line(&out, 200, "not a regular file but a FIFO");
+    assert_failure(
+        "a FIFO as --config",
+        &out,
+        200,
+        "not a regular file but a FIFO",
+    );
     assert!(
         out.stderr.contains(fifo.to_str().unwrap()),
         "{}",
@@ -66,12 +56,17 @@ fn a_config_that_is_a_fifo_or_a_device_is_200_at_once() {
     // ...and through SERA_CONFIG.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sera"));
     cmd.env("SERA_CONFIG", &fifo).args(["1", "true"]);
-    one_failure_line(&run_within(cmd, Duration::from_secs(5)), 200, "a FIFO");
+    assert_failure(
+        "a FIFO as SERA_CONFIG",
+        &run_within(&mut piped(cmd), Duration::from_secs(5)),
+        200,
+        "a FIFO",
+    );
     let out = run_within(
-        sera_with_config("/dev/null".as_ref(), &["1", "true"]),
+        &mut piped(sera_with_config("/dev/null".as_ref(), &["1", "true"])),
         Duration::from_secs(5),
     );
-    one_failure_line(&out, 200, "a character device");
+    assert_failure("a device as --config", &out, 200, "a character device");
 }
 
 #[test]
@@ -110,7 +105,12 @@ fn invalid_json_names_the_line_the_column_and_the_mistake() {
     for (json, says) in cases {
         let s = Setup::with_json(&json);
         let out = s.run(&["1", "true"]);
-        one_failure_line(&out, 200, &format!("it is not valid JSON: {says}"));
+        assert_failure(
+            "invalid JSON",
+            &out,
+            200,
+            &format!("it is not valid JSON: {says}"),
+        );
     }
 }
 
@@ -141,7 +141,7 @@ fn a_wrong_sera_password_earns_a_hint_that_names_it() {
             .output()
             .unwrap(),
     );
-    one_failure_line(&out, 202, "1045");
+    assert_failure("access denied", &out, 202, "1045");
     let hint = out.stderr.lines().nth(1).unwrap_or_default();
     assert!(
         hint.starts_with("sera: hint: check SERA_PASSWORD (it replaces the password)"),
@@ -186,7 +186,7 @@ struct HeldLock {
 fn hold_lock(command_line: &str) -> HeldLock {
     let dsn = sera::dsn::Dsn::parse(&shared_dsn()).unwrap();
     let mut conn = sera::mysql::Conn::connect(&dsn).unwrap();
-    let hex: String = command_line.bytes().map(|b| format!("{b:02x}")).collect();
+    let hex = support::sera::hex(command_line);
     let row = conn
         .query_row(
             &format!("SELECT GET_LOCK(MD5(X'{hex}'), 0)"),
@@ -232,7 +232,12 @@ fn a_command_that_cannot_start_is_203_before_waiting_for_the_lock() {
         let _held = hold_lock(program);
         let started = Instant::now();
         let out = s.run(&["5", program]);
-        one_failure_line(&out, 203, &format!("cannot run {program}: {reason}"));
+        assert_failure(
+            program,
+            &out,
+            203,
+            &format!("cannot run {program}: {reason}"),
+        );
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{program}: {:?}",
@@ -261,7 +266,8 @@ fn a_command_that_goes_away_while_sera_waits_is_still_203_with_the_reason() {
     std::fs::write(&script, "#!/no/such/shell\necho ran\n").unwrap();
     drop(held);
     let out = Outcome::from(waiting.wait_with_output().unwrap());
-    one_failure_line(
+    assert_failure(
+        "a missing interpreter after the wait",
         &out,
         203,
         &format!(
@@ -277,14 +283,15 @@ fn an_instant_tls_refusal_gets_no_timeout_hint() {
     let started = Instant::now();
     let out = s.run(&["1", "true"]);
     if cfg!(feature = "tls") {
-        one_failure_line(
+        assert_failure(
+            "tls=true, no TLS offered",
             &out,
             202,
             "the DSN asks for TLS, but the server does not offer it",
         );
         assert_eq!(out.stderr.lines().count(), 1, "no hint: {}", out.stderr);
     } else {
-        one_failure_line(&out, 200, "built without TLS");
+        assert_failure("no TLS in this build", &out, 200, "built without TLS");
     }
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -329,11 +336,12 @@ fn a_build_without_tls_refuses_tls_in_the_config_and_takes_preferred_as_plain() 
             cmd.arg("--config")
                 .arg(&s.config)
                 .args(["1", "echo", "ran"]);
-            run_within(cmd, Duration::from_secs(10))
+            run_within(&mut piped(cmd), Duration::from_secs(10))
         };
         for tls in ["true", "skip-verify"] {
             let out = run(&format!("{dsn}?tls={tls}"));
-            one_failure_line(
+            assert_failure(
+                tls,
                 &out,
                 200,
                 &format!(
@@ -425,9 +433,10 @@ fn a_lost_lock_is_told_as_lost_and_never_as_released() {
         *holder.borrow_mut() = server.sql(&support::sera::is_used_lock_sql(command_line));
         holder.borrow().parse::<u64>().is_ok()
     }));
-    std::thread::sleep(Duration::from_millis(300));
+    // Lost while the command runs, not while sera is still starting it.
+    assert!(wait_until(LONG, || child_of(sera.id()).is_some()));
     server.sql(&format!("KILL {}", holder.borrow()));
-    let out = run_within_child(&mut sera, Duration::from_secs(10));
+    let out = run_within(&mut sera, Duration::from_secs(10));
     assert_eq!(out.code, 206, "{}", out.stderr);
     let lines = lines(&out.stderr);
     let lost = lines[position(&lines, "sera: lost the lock: ")];
@@ -440,8 +449,10 @@ fn a_lost_lock_is_told_as_lost_and_never_as_released() {
     assert!(!out.stderr.contains("released the lock"), "{}", out.stderr);
 }
 
-/// `run_within` for a child already started with piped output.
-fn run_within_child(child: &mut std::process::Child, limit: Duration) -> Outcome {
+/// Run a child started with piped output to the end, but fail the test (and
+/// kill sera) if that takes longer than `limit`: the point of some tests is
+/// that sera never blocks.
+fn run_within(child: &mut std::process::Child, limit: Duration) -> Outcome {
     let finished = wait_until(limit, || child.try_wait().unwrap().is_some());
     if !finished {
         child.kill().unwrap();

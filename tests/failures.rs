@@ -9,33 +9,8 @@ use std::time::{Duration, Instant};
 
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
-use support::sera::{Outcome, Setup};
+use support::sera::{assert_failure, Outcome, Setup, SECRET};
 use support::{shared_dsn, ClosedPort, Server};
-
-/// A password distinctive enough to spot anywhere it leaks.
-const SECRET: &str = "Sup3r-S3cret";
-
-/// The contract every failure keeps.
-fn assert_failure(case: &str, out: &Outcome, code: i32, says: &str) {
-    assert_eq!(out.code, code, "{case}: {}", out.stderr);
-    assert_eq!(out.stdout, "", "{case}: stdout must stay the command's");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert!(
-        !lines.is_empty() && lines.len() <= 2,
-        "{case}: one line and perhaps a hint: {lines:?}"
-    );
-    assert!(lines[0].starts_with("sera: "), "{case}: {}", lines[0]);
-    assert!(
-        lines[0].to_lowercase().contains(&says.to_lowercase()),
-        "{case}: expected {says:?} in {:?}",
-        lines[0]
-    );
-    if let Some(hint) = lines.get(1) {
-        assert!(hint.starts_with("sera: hint: "), "{case}: {hint}");
-    }
-    assert!(!out.stderr.contains(SECRET), "{case}: the password leaked");
-    assert!(!out.stderr.contains("panicked"), "{case}: {}", out.stderr);
-}
 
 #[test]
 fn bad_config_files_are_200_naming_the_file_and_the_problem() {

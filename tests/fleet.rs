@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
 use support::sera::{Outcome, Setup};
-use support::Server;
+use support::{wait_until, Server, LONG};
 
 const HERD: usize = 300;
 
@@ -115,9 +115,17 @@ fn a_full_server_is_202_at_once_without_a_wait_and_waited_out_with_one() {
     assert!(at_once.stderr.contains("1040"), "{}", at_once.stderr);
     assert!(asked.elapsed() < Duration::from_secs(2));
 
+    // Connections the server refused for max_connections, so far.
+    let refused = |conn: &mut Conn| -> u64 {
+        let sql = "SHOW GLOBAL STATUS LIKE 'Connection_errors_max_connections'";
+        let row = conn.query_row(sql, LONG).unwrap().unwrap();
+        row[1].as_deref().unwrap().parse().unwrap()
+    };
+    let before = refused(&mut others[0]);
     let mut waiting = s.command(&["10", "echo", "ran"]).spawn().unwrap();
-    // The server stays full for a while: sera must wait it out, not fail.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The server stays full until sera was refused again after a pause:
+    // it must wait that out, not fail.
+    assert!(wait_until(LONG, || refused(&mut others[0]) >= before + 2));
     assert!(waiting.try_wait().unwrap().is_none(), "sera did not wait");
     for mut conn in others.drain(..) {
         conn.quit();

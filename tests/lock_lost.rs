@@ -11,10 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Relay, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::sera::{alive, assert_held_for, is_used_lock_sql, until_exists, Outcome, Setup};
+use support::{shared_dsn, wait_until, Relay, Server, LONG};
 
 /// A job that logs which signals reach it. It writes its pid when ready; on
 /// SIGTERM it logs TERM and exits 0 (sera's 206 must still win).
@@ -74,6 +72,7 @@ fn sigkill_of_sera_kills_the_command_and_frees_the_lock() {
     let lock = is_used_lock_sql(&format!("sh -c {}", job_script(&s)));
     assert_ne!(server.sql(&lock), "NULL");
 
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
     let killed = Instant::now();
@@ -98,14 +97,15 @@ fn signals_to_sera_reach_the_command_which_keeps_the_lock_while_it_handles_them(
         let handled = s.dir.join(&format!("handled-{name}"));
         // The trap takes its time: the lock must still be held meanwhile.
         let script = format!(
-            "trap 'echo {name} >> {log}; while [ ! -e {handled} ]; do sleep 0.02; done; exit 7' {name}; \
+            "trap 'echo {name} >> {log}; {handled}; exit 7' {name}; \
              echo ready >> {log}; while :; do sleep 0.02; done",
             log = log.display(),
-            handled = handled.display()
+            handled = until_exists(&handled)
         );
         let sera = s.command(&["5", "sh", "-c", &script]).spawn().unwrap();
         assert!(wait_until(LONG, || std::fs::read_to_string(&log)
             .is_ok_and(|l| l == "ready\n")));
+        // SAFETY: kill takes plain integers and touches no memory.
         unsafe { libc::kill(sera.id() as i32, signal) };
         assert!(
             wait_until(LONG, || std::fs::read_to_string(&log)
@@ -191,9 +191,9 @@ fn on_lost_ignore_lets_the_command_finish() {
     let s = Setup::new(&server.dsn());
     let gate = s.dir.join("gate");
     let script = format!(
-        "echo $$ > {pid}; while [ ! -e {gate} ]; do sleep 0.02; done; exit 5",
+        "echo $$ > {pid}; {gate}; exit 5",
         pid = s.dir.join("pid").display(),
-        gate = gate.display()
+        gate = until_exists(&gate)
     );
     let mut sera = s
         .command(&[
@@ -267,16 +267,7 @@ fn a_job_longer_than_the_dsns_wait_timeout_keeps_its_lock_while_checked() {
         .spawn()
         .unwrap();
     assert!(wait_until(LONG, || server.sql(&lock_of(checked)) != "NULL"));
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(4500) {
-        assert_ne!(
-            server.sql(&lock_of(checked)),
-            "NULL",
-            "lost at {:?}",
-            started.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    assert_held_for(server, &lock_of(checked), Duration::from_millis(4500));
     let out = Outcome::from(sera.wait_with_output().unwrap());
     assert_eq!(
         (out.code, out.stdout.as_str()),
@@ -350,6 +341,7 @@ fn mutual_exclusion_holds_while_seras_are_killed_at_random() {
             (!running.is_empty()).then(|| running[seed as usize % running.len()])
         };
         if let Some(pid) = victim.filter(|_| seed.is_multiple_of(3)) {
+            // SAFETY: kill takes plain integers and touches no memory.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             killed.fetch_add(1, Ordering::SeqCst);
         }

@@ -5,15 +5,12 @@
 mod support;
 
 use std::process::Child;
-use std::time::Duration;
 
 use miniserde::json::{self, Value};
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
-use support::sera::{is_used_lock_sql, Outcome, Setup};
-use support::{wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::sera::{is_used_lock_sql, until_exists, Outcome, Setup};
+use support::{wait_until, Server, LONG};
 
 /// A secret in the holder's arguments: it must show nowhere.
 const SECRET: &str = "pw=Hunter2-secret";
@@ -22,7 +19,7 @@ const SECRET: &str = "pw=Hunter2-secret";
 /// file `go` exists in its folder. Returns it once the lock is taken.
 fn hold(server: &Server, setup: &Setup, name: Option<&str>) -> Child {
     let go = setup.dir.join("go");
-    let script = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
+    let script = until_exists(&go);
     let mut args = Vec::new();
     if let Some(name) = name {
         args.extend(["--name", name]);
@@ -153,10 +150,7 @@ fn status_without_performance_schema_names_the_connection_and_finds_the_commands
     let server = Server::shared();
     let s = Setup::new(&server.dsn());
     let holder = hold(server, &s, None);
-    let script = format!(
-        "while [ ! -e {} ]; do sleep 0.02; done",
-        s.dir.join("go").display()
-    );
+    let script = until_exists(&s.dir.join("go"));
     let held = s.run(&["status", "sh", "-c", &script, "job", SECRET]);
     assert_eq!(held.code, 1, "{}", held.stderr);
     let id = server.sql(&is_used_lock_sql(&format!("sh -c {script} job {SECRET}")));

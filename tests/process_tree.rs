@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, is_used_lock_sql, Outcome, Setup};
-use support::{shared_dsn, wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::sera::{
+    alive, assert_held_for, child_of, is_used_lock_sql, until_exists, Outcome, Setup,
+};
+use support::{shared_dsn, wait_until, Server, LONG};
 
 /// A job whose worker runs below the command, in one of the shapes users
 /// write, with a mutual-exclusion probe.
@@ -37,18 +37,15 @@ impl Job {
             &worker,
             format!(
                 "exec >/dev/null 2>&1
-                 flock -n -E 99 {dir}/probe sh -c 'echo $$ >> {dir}/pids; \
-                   while [ ! -e {dir}/done ]; do sleep 0.05; done'
+                 flock -n -E 99 {dir}/probe sh -c 'echo $$ >> {dir}/pids; {until_done}'
                  [ $? = 99 ] && echo overlap >> {dir}/log
                  exit 0\n",
-                dir = dir.display()
+                dir = dir.display(),
+                until_done = until_exists(&dir.join("done"))
             ),
         )
         .unwrap();
-        let until_done = format!(
-            "while [ ! -e {dir}/done ]; do sleep 0.05; done",
-            dir = dir.display()
-        );
+        let until_done = until_exists(&dir.join("done"));
         let command = shape
             .iter()
             .map(|word| {
@@ -145,12 +142,7 @@ impl Job {
 
     /// The lock stays held, checked every 200 ms, for `long`.
     fn assert_held_for(&self, server: &Server, long: Duration) {
-        let since = Instant::now();
-        while since.elapsed() < long {
-            let holder = server.sql(&self.lock_holder_sql());
-            assert_ne!(holder, "NULL", "lost after {:?}", since.elapsed());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        assert_held_for(server, &self.lock_holder_sql(), long);
     }
 
     fn lock_holder_sql(&self) -> String {
@@ -160,12 +152,7 @@ impl Job {
     /// How many sessions wait in GET_LOCK for this job's lock (sera sends
     /// the name hex-encoded, and LIKE here ignores case).
     fn waiters_sql(&self) -> String {
-        let line: String = self
-            .command
-            .join(" ")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let line = support::sera::hex(&self.command.join(" "));
         format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
              WHERE STATE = 'User lock' AND INFO LIKE CONCAT('%', HEX(MD5(X'{line}')), '%')"
@@ -225,6 +212,7 @@ fn sigterm_to_sera_leaves_nothing_of_the_tree() {
     for (shape, command) in shapes() {
         let job = Job::new(Setup::new(&s), &command);
         let sera = job.start(&["--kill-after", "1s"]);
+        // SAFETY: kill takes plain integers and touches no memory.
         unsafe { libc::kill(sera.id() as i32, libc::SIGTERM) };
         let out = Outcome::from(sera.wait_with_output().unwrap());
         // The command's own status: it died of the forwarded SIGTERM.
@@ -321,6 +309,7 @@ fn workers_of_a_sigkilled_sera_keep_the_lock_past_the_servers_wait_timeout() {
     let server = Server::start_with(&["--wait-timeout=2"]);
     let job = Job::new(Setup::new(&server.dsn()), &["sh", "-c", "WORKER; true"]);
     let mut sera = job.start(&[]);
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
     // Past the server's wait_timeout of 2 s, while the worker runs.
@@ -384,12 +373,6 @@ fn start_as_pid_1(setup: &Setup, args: &[&str]) -> (Child, u32) {
     (unshare, sera.unwrap())
 }
 
-fn child_of(parent: u32) -> Option<u32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
-}
-
 #[test]
 fn as_pid_1_sigterm_stops_sera_while_it_waits_for_the_lock() {
     let job = Job::new(Setup::new(&shared_dsn()), &["sh", "-c", "WORKER; true"]);
@@ -399,6 +382,7 @@ fn as_pid_1_sigterm_stops_sera_while_it_waits_for_the_lock() {
         wait_until(LONG, || Server::shared().sql(&job.waiters_sql()) == "1"),
         "sera as PID 1 never waited in GET_LOCK"
     );
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera as i32, libc::SIGTERM) };
     let asked = Instant::now();
     let out = Outcome::from(waiter.wait_with_output().unwrap());
@@ -422,6 +406,7 @@ fn as_pid_1_sigterm_stops_the_command_and_reaps_its_whole_tree() {
         wait_until(LONG, || job.worker_pids().len() == 1),
         "the worker never started"
     );
+    // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera as i32, libc::SIGTERM) };
     let asked = Instant::now();
     let out = Outcome::from(unshare.wait_with_output().unwrap());

@@ -6,10 +6,8 @@ mod support;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, Outcome, Setup};
-use support::{wait_until, Server};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::sera::{alive, until_exists, Outcome, Setup};
+use support::{wait_until, Server, LONG};
 
 /// A job that logs `+ <ns>` when it starts and `- <ns>` when it ends.
 fn logged_job(setup: &Setup, seconds: &str) -> String {
@@ -80,7 +78,7 @@ fn waiters_on_a_full_semaphore_use_no_cpu_and_a_lost_slot_stops_only_its_command
     let server = Server::start();
     let s = Setup::new(&server.dsn());
     let go = s.dir.join("go");
-    let job = format!("while [ ! -e {} ]; do sleep 0.05; done", go.display());
+    let job = until_exists(&go);
     let holders: Vec<Child> = (0..2)
         .map(|_| {
             s.command(&[
@@ -148,7 +146,7 @@ fn waiters_on_a_full_semaphore_use_no_cpu_and_a_lost_slot_stops_only_its_command
 fn one_slot_is_the_plain_lock() {
     let s = Setup::new(&Server::shared().dsn());
     let go = s.dir.join("go");
-    let job = format!("while [ ! -e {} ]; do sleep 0.02; done", go.display());
+    let job = until_exists(&go);
     let plain = s.command(&["5", "sh", "-c", &job]).spawn().unwrap();
     let lock = support::sera::is_used_lock_sql(&format!("sh -c {job}"));
     assert!(wait_until(LONG, || Server::shared().sql(&lock) != "NULL"));

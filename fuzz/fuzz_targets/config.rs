@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             assert_eq!(config.path, path);
             // What main prints for -v and in errors: must not panic either.
-            let _ = config.server.to_string();
+            let _ = config.server.address.to_string();
             let _ = config.server.session_sql();
         }
         Err(message) => assert!(!message.is_empty()),

@@ -1,8 +1,6 @@
 //! The DSN parser: `server` in the config file, written by hand by operators.
 //!
 //! Beyond "never panics", it checks the promises `src/dsn.rs` makes:
-//! - a DSN that parses prints (password shown as `***`) as one that parses
-//!   back to the same DSN;
 //! - `session_sql()` writes nothing but names, numbers, bare words and hex
 //!   strings (as `CONVERT(X'..' USING utf8mb4)`) into SQL;
 //! - an error message never quotes text from where a password may lie (from
@@ -24,19 +22,13 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn check_ok(text: &str, mut dsn: Dsn) {
+fn check_ok(text: &str, dsn: Dsn) {
     if let Some(sql) = dsn.session_sql() {
         let allowed = |c: char| c.is_ascii_alphanumeric() || " _.=,'-()".contains(c);
         assert!(sql.chars().all(allowed), "{text:?} gave {sql:?}");
         assert!(!sql.contains("--"), "{text:?} gave {sql:?}");
         assert_eq!(sql.matches('\'').count() % 2, 0, "{text:?} gave {sql:?}");
     }
-    let shown = dsn.to_string();
-    let again = Dsn::parse(&shown);
-    if dsn.password.is_some() {
-        dsn.password = Some("***".to_string());
-    }
-    assert_eq!(again, Ok(dsn), "{text:?} shown as {shown:?}");
 }
 
 /// The part an error quotes, ` in "..."` at its end, must not overlap the

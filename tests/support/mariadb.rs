@@ -153,7 +153,8 @@ impl Server {
     pub fn shared() -> &'static Server {
         SHARED.get_or_init(|| {
             let server = Server::start();
-            // SAFETY: registering a plain extern "C" function has no preconditions.
+            // SAFETY: registering a plain extern "C" function has no
+            // preconditions.
             unsafe {
                 libc::atexit(kill_shared_server_at_exit);
             }
@@ -366,7 +367,8 @@ extern "C" fn kill_shared_server_at_exit() {
     let Some(server) = SHARED.get() else { return };
     if let Some(child) = &server.child {
         let pid = child.id() as libc::pid_t;
-        // SAFETY: plain system calls on our own child; a null status pointer is allowed.
+        // SAFETY: plain system calls on our own child; a null status pointer is
+        // allowed.
         unsafe {
             libc::kill(pid, libc::SIGCONT);
             libc::kill(pid, libc::SIGKILL);
@@ -453,7 +455,8 @@ pub(super) fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
 
 fn spawn_with_death_signal(cmd: &mut Command) -> io::Result<Child> {
     let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // SAFETY: the closure runs between fork and exec and only makes async-
+    // signal-safe
     // system calls (prctl, getppid); it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
@@ -633,7 +636,8 @@ fn servers_base() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
         let shm = c"/dev/shm";
-        // SAFETY: statvfs(3) writes into the zeroed struct we own; access(2) only reads the path.
+        // SAFETY: statvfs(3) writes into the zeroed struct we own; access(2)
+        // only reads the path.
         let roomy = unsafe {
             let mut stat: libc::statvfs = std::mem::zeroed();
             libc::statvfs(shm.as_ptr(), &mut stat) == 0

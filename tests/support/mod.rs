@@ -8,7 +8,8 @@
 //! - `relay`: a TCP relay that can cut or stall the link, or send each new
 //!   connection to the first live node of a list ([`Relay`]);
 //! - `sera`: running the sera binary as a user would ([`sera::Setup`]);
-//! - `tempdir`, `port`, `wait`: [`TempDir`], [`ClosedPort`], [`wait_until`].
+//! - `tempdir`, `port`, `wait`: [`TempDir`], [`ClosedPort`], [`wait_until`]
+//!   with its one deadline, [`LONG`].
 //!
 //! Every test binary compiles this module for itself and uses part of it, so
 //! what one binary leaves unused would warn there. Each public item is
@@ -31,5 +32,5 @@ pub use self::{
     port::ClosedPort,
     relay::Relay,
     tempdir::TempDir,
-    wait::wait_until,
+    wait::{wait_until, LONG},
 };

@@ -98,7 +98,8 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.state.closing.store(true, Ordering::SeqCst);
         // shutdown(2) on a listening socket wakes the thread blocked in accept().
-        // SAFETY: the fd is owned by self.listener and stays open during the call.
+        // SAFETY: the fd is owned by self.listener and stays open during the
+        // call.
         unsafe {
             libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
         }
