@@ -6,8 +6,9 @@
 # The tests start their own MariaDB servers (mariadbd, mariadb-install-db,
 # and the mariadb client for their setup), make TLS certificates with
 # openssl, catch overlaps with flock, run sera in namespaces with unshare,
-# start workers with setsid and python3, and start Galera clusters
-# (galera-4, rsync). Some need root (mount namespaces).
+# start workers with setsid and python3, put a far host in network
+# namespaces with ip, and start Galera clusters (galera-4, rsync). Some need
+# root (mount and network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need.sh
@@ -20,6 +21,7 @@ need flock util-linux
 need unshare util-linux
 need setsid util-linux
 need python3 python3
+need ip iproute2
 # A three-node Galera cluster (tests/galera.rs): the provider, and rsync
 # with ss for its state transfer.
 need_file /usr/lib/galera/libgalera_smm.so galera-4

@@ -84,8 +84,15 @@ options (they stop at <wait-seconds>):
                           running it
   --detailed-exit-codes   with --wait-and-skip: exit 205 when skipped
   --config FILE           config file (default /etc/sera.json, or $SERA_CONFIG)
-  --check-interval DUR    how often to check the lock is still ours (5s; at
-                          least 100ms; 0 = never)
+  --check-interval DUR    how often to check the lock is still ours, which
+                          renews the lease (5s; at least 100ms; 0 = never,
+                          and then no lease: a vanished host keeps the lock
+                          until TCP keepalive gives up, about 2 h 11 min)
+  --lease DUR             if this host goes silent (cut off, powered off,
+                          frozen), the server frees the lock this long after
+                          the last renewal (30s; whole seconds, 2s to 8760h);
+                          the command is stopped before that. It must cover
+                          check_interval + 1s + kill_after + 1s
   --on-lost term|ignore   when the lock is lost: stop the command and all it
                           started (term, the default) or let it finish (ignore)
   --kill-after DUR        after SIGTERM, SIGKILL what is left this much later (10s)
@@ -102,7 +109,8 @@ config file (JSON):
     \"server\": \"user:password@tcp(db.example.com:3306)/?timeout=5s\",
     \"syslog\": true,
     \"verbose\": false,
-    \"check_interval\": \"5s\", \"on_lost\": \"term\", \"kill_after\": \"10s\",
+    \"check_interval\": \"5s\", \"lease\": \"30s\", \"on_lost\": \"term\",
+    \"kill_after\": \"10s\",
     \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
     \"lock_table\": \"sera.locks\", \"lease\": \"30s\",
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"

@@ -5,18 +5,21 @@
 //! forks and execs, and then waits the way tini does: every signal it can
 //! forward is blocked and collected with `sigtimedwait`, SIGCHLD means reap,
 //! anything else goes on to the child, and the timeout is the moment to check
-//! the lock. If sera dies, `PR_SET_PDEATHSIG` kills the child at once, because
-//! the server frees the lock the moment sera's connection drops.
+//! the lock. The process that does this is sera's keeper (see keeper.rs): if
+//! it dies, `PR_SET_PDEATHSIG` kills the child at once, and the front, which
+//! still holds the lock connection, stops what is left before it lets go.
 //!
 //! What sera guards is the command's whole process tree, not one pid: sera
 //! is a child subreaper, so whatever the command starts stays below sera
 //! even when its parent exits, and sera knows the tree is empty when it has
 //! no child left to wait for.
+//!
+//! No descriptor the command inherits is, or carries, the lock connection:
+//! its socket is close-on-exec, and nothing is passed to the command.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, Read};
 use std::mem::MaybeUninit;
-use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,6 +37,8 @@ pub struct Child {
     pub tree_empty: bool,
     /// The stop signal sera received (SIGTERM, SIGINT, SIGHUP, SIGQUIT), if any.
     pub stop_signal: Option<libc::c_int>,
+    /// As `Signals::as_init`.
+    as_init: bool,
 }
 
 /// The signals that ask sera (a process manager's stop, Ctrl-C, a hangup)
@@ -99,17 +104,32 @@ pub fn stop_on_signals_as_init() {
 /// fork and the wait loop: one that arrives early waits, pending, for it.
 /// Until this is called the default dispositions stand, so sera interrupted
 /// while it waits for the lock simply dies, and the server cancels the wait.
-/// (A blocked signal is kept for sera even when it is PID 1.) Returns the
-/// set blocked and the mask sera had before, which the command gets back.
-fn block_signals() -> (libc::sigset_t, libc::sigset_t) {
+/// (A blocked signal is kept for sera even when it is PID 1.) Called once,
+/// before the keeper is forked, so the keeper inherits the blocked set.
+pub fn block_signals() -> Signals {
     // SAFETY: an all-zero sigset_t is valid; sigprocmask reads `set` and writes
-    // `old`, both live locals.
+    // `old`, both live locals; getpid has no preconditions.
     unsafe {
         let set = forwarded_signals();
         let mut old = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
         libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
-        (set, old)
+        Signals {
+            forwarded: set,
+            mask: old,
+            as_init: libc::getpid() == 1,
+        }
     }
+}
+
+/// The signals sera blocked to forward them, and the mask it had before,
+/// which the command gets back.
+#[derive(Clone, Copy)]
+pub struct Signals {
+    forwarded: libc::sigset_t,
+    mask: libc::sigset_t,
+    /// sera (the front) is PID 1 of a PID namespace: everything else in it
+    /// but the keeper is the command's tree.
+    as_init: bool,
 }
 
 /// Why the command could not start.
@@ -244,84 +264,12 @@ fn missing_interpreter(file: &Path) -> Option<String> {
     }
 }
 
-/// A descriptor whose life keeps the lock connection open: one end of a
-/// socket pair, holding in its queue an SCM_RIGHTS message that carries the
-/// lock socket. Only the command inherits it. The command cannot use the
-/// connection, but the kernel keeps the connection open as long as that
-/// queued message exists, so as long as the command (or anything that
-/// inherited the end from it) is alive.
-///
-/// Why: when sera is SIGKILLed, the kernel closes sera's files (and so
-/// ends the session and frees the lock) before it sends the command its
-/// PR_SET_PDEATHSIG. Without the lifeline another host could start in
-/// that gap while the command is still dying. With it, the lock is freed
-/// only after the last holder of the end is gone. On a normal run sera
-/// ends the session with COM_QUIT, which frees the lock at once either way.
-fn lifeline(lock_socket: RawFd) -> Result<RawFd, SpawnError> {
-    let mut pair = [0; 2];
-    let flags = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
-    // SAFETY: pair has room for the two descriptors socketpair writes.
-    if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, pair.as_mut_ptr()) } != 0 {
-        return Err(SpawnError {
-            errno: last_errno(),
-        });
-    }
-    let [sender, end] = pair;
-    // SAFETY: sender is the socket just made, and lock_socket an open
-    // descriptor of the caller's.
-    let sent = unsafe { send_fd(sender, lock_socket) };
-    let errno = last_errno();
-    // SAFETY: sender is ours, and nothing uses it after this.
-    unsafe { libc::close(sender) };
-    // Keep the end away from 0, 1 and 2, in case sera started with one of
-    // them closed: the command must find its stdio as sera found it.
-    // SAFETY: end is the socket just made; fcntl only duplicates it.
-    let moved = unsafe { libc::fcntl(end, libc::F_DUPFD_CLOEXEC, 3) };
-    let moved_errno = last_errno();
-    // SAFETY: end is ours, and only its duplicate is used after this.
-    unsafe { libc::close(end) };
-    match (sent, moved) {
-        (false, _) => Err(SpawnError { errno }),
-        (_, -1) => Err(SpawnError { errno: moved_errno }),
-        _ => Ok(moved),
-    }
-}
-
-/// Queue `fd` on `socket` as an SCM_RIGHTS message with one byte of data.
-///
-/// # Safety
-///
-/// `socket` must be an open Unix socket and `fd` an open descriptor: the
-/// kernel would refuse others, but this fills the message header by raw
-/// pointer for exactly one descriptor, and nothing else checks the two.
-unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
-    let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
-    let mut control = vec![0u8; space];
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let cmsg = libc::CMSG_FIRSTHDR(&msg);
-    (*cmsg).cmsg_level = libc::SOL_SOCKET;
-    (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    libc::sendmsg(socket, &msg, 0) == 1
-}
-
 /// Fork and exec `command`, its arguments, with `program` (the file
 /// `check_program` found for `command[0]`) as the file to run, in sera's
 /// process group, with everything inherited. From here on sera keeps every
 /// signal it forwards blocked, for `Child::wait`. An exec failure comes back
 /// through a close-on-exec pipe as the real errno, not as a made-up exit
-/// status. `lock_socket` is the lock connection, tied to the command's life
-/// by a `lifeline`.
+/// status. `signals`: from `block_signals`, which has already been called.
 ///
 /// # Safety
 ///
@@ -333,7 +281,7 @@ unsafe fn send_fd(socket: RawFd, fd: RawFd) -> bool {
 pub unsafe fn spawn(
     program: &Path,
     command: &[OsString],
-    lock_socket: RawFd,
+    signals: &Signals,
 ) -> Result<Child, SpawnError> {
     // The password is sera's, not the command's: nothing the command starts
     // may find it in its environment, nor in /proc/<sera>/environ, which
@@ -349,7 +297,7 @@ pub unsafe fn spawn(
         }
     }
     std::env::remove_var("SERA_PASSWORD");
-    let (forwarded, mask) = block_signals();
+    let mask = signals.mask;
     // Everything the child needs is made before fork: it may not allocate.
     let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| SpawnError {
         errno: libc::EINVAL,
@@ -373,17 +321,6 @@ pub unsafe fn spawn(
         });
     }
     let [report_read, report_write] = pipe;
-    let lifeline = match lifeline(lock_socket) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // SAFETY: both ends are ours, and unused after this.
-            unsafe {
-                libc::close(report_read);
-                libc::close(report_write);
-            }
-            return Err(e);
-        }
-    };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // Whatever the command leaves when it exits comes to sera, not to init.
@@ -396,11 +333,10 @@ pub unsafe fn spawn(
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let errno = last_errno();
-        // SAFETY: all three descriptors are ours, and unused after this.
+        // SAFETY: both descriptors are ours, and unused after this.
         unsafe {
             libc::close(report_read);
             libc::close(report_write);
-            libc::close(lifeline);
         }
         return Err(SpawnError { errno });
     }
@@ -419,7 +355,6 @@ pub unsafe fn spawn(
             // Rust ignores SIGPIPE for its own sake; the command must not.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
-            libc::fcntl(lifeline, libc::F_SETFD, 0);
             libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(report_write, (&errno as *const i32).cast(), 4);
@@ -427,11 +362,8 @@ pub unsafe fn spawn(
         }
     }
 
-    // SAFETY: both descriptors are ours; the child has its own copies.
-    unsafe {
-        libc::close(report_write);
-        libc::close(lifeline);
-    }
+    // SAFETY: report_write is ours; the child has its own copy.
+    unsafe { libc::close(report_write) };
     let mut errno = 0i32;
     let n = loop {
         // SAFETY: errno is a live i32, and read writes at most 4 bytes into it.
@@ -449,13 +381,7 @@ pub unsafe fn spawn(
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         return Err(SpawnError { errno });
     }
-    Ok(Child {
-        pid,
-        forwarded,
-        status: None,
-        tree_empty: false,
-        stop_signal: None,
-    })
+    Ok(Child::adopt(pid, signals))
 }
 
 /// What ended a wait.
@@ -476,6 +402,18 @@ pub enum Wake {
 }
 
 impl Child {
+    /// A child of this process, forked with `signals` blocked.
+    pub fn adopt(pid: libc::pid_t, signals: &Signals) -> Child {
+        Child {
+            pid,
+            forwarded: signals.forwarded,
+            status: None,
+            tree_empty: false,
+            stop_signal: None,
+            as_init: signals.as_init,
+        }
+    }
+
     /// Wait until something happens to the tree or `timeout` passes (None:
     /// no timeout), forwarding every signal that arrives meanwhile to the
     /// command.
@@ -563,6 +501,12 @@ impl Child {
         if self.wait_for_empty(kill_after) {
             return None;
         }
+        self.kill()
+    }
+
+    /// SIGKILL the whole tree, with no grace, until nothing is left or
+    /// GIVE_UP_AFTER_KILL has passed; returns as `stop` does.
+    pub fn kill(&mut self) -> Option<Vec<tree::Process>> {
         let give_up = Instant::now() + GIVE_UP_AFTER_KILL;
         loop {
             // Again and again: a process may have forked since the last round.
@@ -588,12 +532,12 @@ impl Child {
         true
     }
 
-    /// Send `sig` to every process of the tree. As PID 1 that is everyone
-    /// else in the namespace, which `kill(-1)` reaches without /proc. Without
-    /// a usable /proc only the command itself can be named.
+    /// Send `sig` to every process of the tree. With sera as PID 1 that is
+    /// everyone else in the namespace (the keeper spares itself), which
+    /// `kill(-1)` reaches without /proc. Without a usable /proc only the
+    /// command itself can be named.
     fn signal_tree(&self, sig: libc::c_int) {
-        // SAFETY: getpid has no preconditions.
-        if unsafe { libc::getpid() } == 1 {
+        if self.as_init {
             // SAFETY: kill takes plain integers and touches no memory.
             unsafe { libc::kill(-1, sig) };
             return;

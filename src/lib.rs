@@ -9,6 +9,7 @@ pub mod dsn;
 pub mod duration;
 pub mod failure;
 mod json_error;
+pub mod keeper;
 pub mod lock;
 pub mod md5;
 pub mod mysql;

@@ -4,8 +4,13 @@
 //! that session ends, however it ends. So sera holds one connection for the
 //! whole run and, while the command runs, asks the server now and then
 //! whether the lock is still held by that very connection: a ping would not
-//! notice a proxy that moved the session, and the asking also keeps the
-//! server's `wait_timeout` from closing an idle connection under a long job.
+//! notice a proxy that moved the session.
+//!
+//! The asking is also the lease's renewal. The session's `wait_timeout` is
+//! set to the lease in the same write as the GET_LOCK, so a session that
+//! goes silent (its host powered off, cut off, frozen) is ended by the
+//! server's own clock, and its lock freed, one lease after the last
+//! statement the server received; every check restarts that clock.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -15,6 +20,7 @@ use crate::dsn::Dsn;
 use crate::duration::left;
 use crate::md5;
 use crate::mysql::{Conn, Error};
+use crate::settings::Lease;
 use crate::sql;
 
 /// The lock name: hex MD5 of the command and its arguments joined with single
@@ -46,22 +52,27 @@ pub enum Refused {
     Failed(Error),
 }
 
-/// The longest idle time MySQL and MariaDB accept for a session: 365 days.
-const LONGEST_IDLE_SECONDS: u32 = 31_536_000;
+/// The statement that makes the session's idle timeout the lease, sent in
+/// the same write as the first GET_LOCK of a session (so before a waiter
+/// blocks: a waiter whose host vanished and that is granted the lock then
+/// gives it back within the lease too). A `wait_timeout` the DSN sets is
+/// already the lease, and stays as it is. (`interactive_timeout` only seeds
+/// wait_timeout at connect, so it is left alone.)
+pub fn keep_session_sql(dsn: &Dsn, lease: Lease) -> Option<String> {
+    dsn.session_var("wait_timeout")
+        .is_none()
+        .then(|| format!("SET SESSION wait_timeout={}", lease.seconds()))
+}
 
-/// The statement that keeps the server from ending the lock session for
-/// being idle. A server's `wait_timeout` (often lowered from its 8 h default)
-/// shorter than the check interval, no checks at all, or a SIGKILLed sera
-/// whose lifeline still lives in the command's tree would all otherwise let
-/// the server free a running command's lock. Variables the DSN sets itself
-/// are the user's choice and stay as they are.
-pub fn keep_session_sql(dsn: &Dsn) -> Option<String> {
-    let raised: Vec<String> = ["wait_timeout", "interactive_timeout"]
-        .iter()
-        .filter(|var| dsn.session_var(var).is_none())
-        .map(|var| format!("{var}={LONGEST_IDLE_SECONDS}"))
-        .collect();
-    (!raised.is_empty()).then(|| format!("SET SESSION {}", raised.join(", ")))
+/// The time a lease is counted in: CLOCK_BOOTTIME, which, unlike Instant,
+/// goes on counting while the host is suspended, as the server's clock does.
+pub fn clock() -> Duration {
+    // SAFETY: an all-zero timespec is a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_BOOTTIME
+    // exists on every Linux sera runs on.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// What a try that does not wait found: the name now held, if any; and,
@@ -336,6 +347,7 @@ pub(crate) fn host_name() -> String {
 /// What one liveness check found.
 #[derive(Debug)]
 pub enum Check {
+    /// Still ours: the lease is renewed from when the check was sent.
     Ours,
     /// No answer yet; the question stays open for the next check.
     Uncertain,
@@ -347,58 +359,58 @@ pub enum Check {
 /// Asks the server, every check interval, whether the lock is still ours.
 /// A check that gets no answer before its deadline leaves the question
 /// pending: the next check waits for that same answer instead of asking
-/// again, so a late reply is never mistaken for a new one.
+/// again, so a late reply is never mistaken for a new one. How long the
+/// server may stay silent is the lease's business (see watch.rs), not a
+/// count of checks.
 pub struct Watch {
     pub name: String,
-    /// How long one check waits for its answer.
-    pub deadline: Duration,
-    pending: bool,
-    /// Checks in a row that got no answer.
-    pub unanswered: u32,
+    /// When the question now open was sent (`clock`).
+    sent_at: Option<Duration>,
+    /// When the last check that the server answered "ours" was sent: the
+    /// server's idle clock restarted on receiving it, so the lease runs
+    /// from there (`clock`).
+    pub renewed_at: Duration,
 }
 
-/// After this many unanswered checks in a row the lock counts as lost.
-pub const MAX_UNANSWERED: u32 = 3;
-
 impl Watch {
-    pub fn new(name: &str, deadline: Duration) -> Watch {
+    /// `renewed_at`: when the grant itself last restarted the server's idle
+    /// clock, as far as sera can tell.
+    pub fn new(name: &str, renewed_at: Duration) -> Watch {
         Watch {
             name: name.to_string(),
-            deadline,
-            pending: false,
-            unanswered: 0,
+            sent_at: None,
+            renewed_at,
         }
     }
 
-    pub fn check(&mut self, conn: &mut Conn) -> Check {
-        if !self.pending {
-            let sql = format!(
-                "SELECT IS_USED_LOCK({}) = CONNECTION_ID()",
-                sql_name(&self.name)
-            );
-            if let Err(e) = conn.send_query(&sql) {
-                return Check::Lost(format!("the connection failed: {e}"));
-            }
-            self.pending = true;
-        }
-        match conn.read_row(self.deadline) {
-            Err(Error::Timeout) => {
-                self.unanswered += 1;
-                if self.unanswered >= MAX_UNANSWERED {
-                    Check::Lost(format!(
-                        "the server did not answer {} checks in a row",
-                        self.unanswered
-                    ))
-                } else {
-                    Check::Uncertain
+    /// Ask (or go on waiting for the answer to the question still open),
+    /// waiting up to `deadline` for the answer.
+    pub fn check(&mut self, conn: &mut Conn, deadline: Duration) -> Check {
+        let sent_at = match self.sent_at {
+            Some(sent_at) => sent_at,
+            None => {
+                let sql = format!(
+                    "SELECT IS_USED_LOCK({}) = CONNECTION_ID()",
+                    sql_name(&self.name)
+                );
+                let sent_at = clock();
+                if let Err(e) = conn.send_query(&sql) {
+                    return Check::Lost(format!("the connection failed: {e}"));
                 }
+                self.sent_at = Some(sent_at);
+                sent_at
             }
+        };
+        match conn.read_row(deadline) {
+            Err(Error::Timeout) => Check::Uncertain,
             Err(e) => Check::Lost(format!("the connection failed: {e}")),
             Ok(row) => {
-                self.pending = false;
-                self.unanswered = 0;
+                self.sent_at = None;
                 match first_value(row).as_deref() {
-                    Some("1") => Check::Ours,
+                    Some("1") => {
+                        self.renewed_at = sent_at;
+                        Check::Ours
+                    }
                     _ => Check::Lost("the server says this session no longer holds it".into()),
                 }
             }

@@ -6,17 +6,18 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sera::args::{self, Args, Request};
 use sera::child::{self, Child};
 use sera::config::{self, Config};
 use sera::failure::{cannot_run, connect_failure, no_turn};
+use sera::keeper::{self, Role};
 use sera::lock;
 use sera::mysql::Conn;
 use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Asking, Connector, Turn};
-use sera::settings::Settings;
+use sera::settings::{Lease, Settings};
 use sera::status;
 use sera::table::{self, LockTable};
 use sera::watch::{self, Ending, Watching};
@@ -64,11 +65,17 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let about = lock::introduction(&plan.lock_name, Some(&args.command[0]));
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
+    let lease = match &plan.lock_table {
+        // configure checked that the table's lease fits the settings.
+        Some(_) => Lease::Bounded(plan.settings.table_lease()),
+        None => lease(&args, &plan, reporter)?,
+    };
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
-    // 4. Lock, or wait for whoever holds it. In table mode the lock is a
-    //    lease row, and the command learns its fencing token.
-    let (held, seat, mut lease) = match &plan.lock_table {
+    // 4. Lock, or wait for whoever holds it. The same write makes the
+    //    session's idle timeout the lease. In table mode the lock is a lease
+    //    row instead, and the command learns its fencing token.
+    let (held, seat, renewed_at, mut lease_row) = match &plan.lock_table {
         Some(table) => match take_lease(
             &mut conn,
             table,
@@ -79,17 +86,40 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
             &about,
             reporter,
         )? {
-            table::Taken::Ours(lease) => (plan.lock_name.clone(), None, Some(lease)),
+            table::Taken::Ours(row) => (plan.lock_name.clone(), None, row.renewed_at, Some(row)),
             table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
         },
-        None => match take_lock(&mut conn, &plan, &args, deadline, &mut connector, reporter)? {
-            Turn::Ours { held, seat } => (held, seat, None),
-            Turn::Skip => return Ok(skipped(conn, &args, reporter)),
-        },
+        None => {
+            let taking = Taking {
+                plan: &plan,
+                args: &args,
+                lease,
+                deadline,
+            };
+            match take_lock(&mut conn, &taking, &mut connector, reporter)? {
+                (Turn::Ours { held, seat }, renewed_at) => (held, seat, renewed_at, None),
+                (Turn::Skip, _) => return Ok(skipped(conn, &args, reporter)),
+            }
+        }
     };
 
-    // 5. Spawn, with every signal sera forwards blocked from here on.
-    let mut child = spawn(&mut conn, &program, &args, seat.as_deref(), reporter)?;
+    // 5. Spawn, with every signal sera forwards blocked from here on: the
+    //    keeper (a fork of sera) runs the rest, the command as its child;
+    //    this process, the front, holds on to the connection and waits.
+    let signals = child::block_signals();
+    let kill_after = plan.settings.kill_after();
+    match keeper::fork(&signals).map_err(|e| cannot_run(&args.command[0], e))? {
+        Role::Front(keeper) => return Ok(keeper::front(keeper, conn, kill_after, reporter)),
+        Role::Keeper => {}
+    }
+    let mut child = spawn(
+        &mut conn,
+        &program,
+        &args,
+        &signals,
+        seat.as_deref(),
+        reporter,
+    )?;
 
     // 6. Watch: forward signals, reap, check now and then that the lock is
     //    still ours, and see out whatever the command leaves behind.
@@ -98,13 +128,15 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         settings: &plan.settings,
         reporter,
         started: Instant::now(),
+        lease,
+        renewed_at,
     };
-    let ending = watch::watch(&mut conn, &mut child, &watching, lease.as_deref_mut());
+    let ending = watch::watch(&mut conn, &mut child, &watching, lease_row.as_deref_mut());
 
     // 7. Release: ending the session frees the lock at once; a lease row is
     //    given back first.
-    if let (Some(lease), Ending::Exited { .. }) = (&mut lease, &ending) {
-        lease.release(&mut conn);
+    if let (Some(row), Ending::Exited { .. }) = (&mut lease_row, &ending) {
+        row.release(&mut conn);
     }
     Ok(release(conn, ending, reporter))
 }
@@ -192,6 +224,33 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
     })
 }
 
+/// The lease of this run, or why the settings cannot fit one: a bad
+/// argument (201) if a flag shaped it, else a bad config (200).
+fn lease(args: &Args, plan: &Plan, reporter: &Reporter) -> Result<Lease, Failure> {
+    let dsn_wait_timeout = plan
+        .config
+        .server
+        .session_var("wait_timeout")
+        .and_then(|v| v.parse().ok());
+    for warning in plan.settings.warnings(dsn_wait_timeout) {
+        reporter.warn(&warning);
+    }
+    let flag = |key: &str| match args.settings.given(key) {
+        true => format!("--{}", key.replace('_', "-")),
+        false => key.to_string(),
+    };
+    plan.settings.lease(dsn_wait_timeout, &flag).map_err(|why| {
+        match args.settings.shapes_the_lease() {
+            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
+            false => Failure::new(
+                exit::CONFIG,
+                format!("config {}", plan.config.path.display()),
+                why,
+            ),
+        }
+    })
+}
+
 /// `sera status`: step 3, then who holds the lock, on stdout.
 fn look(plan: &Plan, deadline: Instant, json: bool, reporter: &Reporter) -> Result<i32, Failure> {
     let about = lock::introduction(&plan.lock_name, None);
@@ -222,27 +281,34 @@ fn connect_within(
     Ok(conn)
 }
 
+/// What step 4 needs to know.
+struct Taking<'a> {
+    plan: &'a Plan,
+    args: &'a Args,
+    lease: Lease,
+    /// When `<wait>` is over.
+    deadline: Instant,
+}
+
 /// Step 4: the lock, or a slot of it, or the news that the run we waited
-/// for is over. The same round trip raises the session's idle timeout, so
-/// the server never frees the lock of a command that runs longer than its
-/// wait_timeout.
+/// for is over; and when the grant restarted the server's idle clock, from
+/// which the lease runs (`lock::clock`). The same round trip sets the
+/// session's idle timeout to the lease.
 fn take_lock(
     conn: &mut Conn,
-    plan: &Plan,
-    args: &Args,
-    deadline: Instant,
+    taking: &Taking,
     connector: &mut Connector,
     reporter: &Reporter,
-) -> Result<Turn, Failure> {
-    let dsn_wait_timeout = plan.config.server.session_var("wait_timeout");
-    for warning in plan
-        .settings
-        .warnings(dsn_wait_timeout.and_then(|v| v.parse().ok()))
-    {
-        reporter.warn(&warning);
-    }
+) -> Result<(Turn, Duration), Failure> {
+    let Taking {
+        plan,
+        args,
+        lease,
+        deadline,
+    } = *taking;
     let asked = Instant::now();
-    let keep_session = lock::keep_session_sql(&plan.config.server);
+    let sent = lock::clock();
+    let keep_session = lock::keep_session_sql(&plan.config.server, lease);
     let asking = Asking {
         lock_name: &plan.lock_name,
         args,
@@ -253,13 +319,17 @@ fn take_lock(
     };
     let turn = room::take_lock(conn, &asking, connector)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
+    // The server's idle clock restarted when it granted the lock, which was
+    // no later than the answer came; a second less allows for the way
+    // back. Never before the GET_LOCK was first sent.
+    let renewed_at = sent.max(lock::clock().saturating_sub(Duration::from_secs(1)));
     if let Turn::Ours { held, .. } = &turn {
         reporter.event(&format!(
             "acquired the lock {held} after {} ms",
             asked.elapsed().as_millis()
         ));
     }
-    Ok(turn)
+    Ok((turn, renewed_at))
 }
 
 /// Step 4 in table mode: the lease row, or the news that the run we waited
@@ -311,11 +381,12 @@ fn spawn(
     conn: &mut Conn,
     program: &Path,
     args: &Args,
+    signals: &child::Signals,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
     // SAFETY: sera never starts a thread.
-    let child = unsafe { child::spawn(program, &args.command, conn.raw_fd()) }
+    let child = unsafe { child::spawn(program, &args.command, signals) }
         .map_err(|e| cannot_run(&args.command[0], e))?;
     if let Err(e) = room::leave(conn, seat) {
         reporter.warn(&format!(

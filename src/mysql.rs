@@ -260,17 +260,6 @@ impl Conn {
         self.connection_id
     }
 
-    /// The socket, for the lifeline that ties the session to the command.
-    pub fn raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        match &self.stream {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => s.sock.as_raw_fd(),
-        }
-    }
-
     pub fn server_version(&self) -> &str {
         &self.server_version
     }

@@ -209,8 +209,8 @@ pub fn take_lock(
             lock::try_take(conn, lock_name, slots, keep_session).map_err(NoTurn::LockFailed)?;
         if let (Some(e), true) = (tried.keep_session_refused, first) {
             reporter.warn(&format!(
-                "could not raise the lock session's wait_timeout: {e}; \
-                 the server may end the session, and free the lock, if it idles"
+                "could not set the lock session's wait_timeout to the lease: {e}; \
+                 if this host vanishes, the server keeps the lock for its own wait_timeout"
             ));
         }
         match tried.held {

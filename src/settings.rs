@@ -1,5 +1,6 @@
 //! How sera takes the lock and watches it and the command's tree: `slots`,
-//! `waiting_room`, `check_interval`, `on_lost`, `kill_after` and `orphans`.
+//! `waiting_room`, `check_interval`, `lease`, `on_lost`, `kill_after` and
+//! `orphans`.
 //!
 //! Each may be set by a flag (`--check-interval 1s`) or by the config key of
 //! the same name (`"check_interval": "1s"`), so they are declared and parsed
@@ -39,12 +40,12 @@ const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// A lease is whole seconds, from 2 s to 365 days (the longest idle time
-/// MySQL and MariaDB accept for a session).
+/// A lease is the session's `wait_timeout`, whole seconds, from 2 s to the
+/// longest idle time MySQL and MariaDB accept (365 days).
 const MIN_LEASE: Duration = Duration::from_secs(2);
-const LONGEST_LEASE: Duration = Duration::from_secs(31_536_000);
+pub const LONGEST_LEASE: Duration = Duration::from_secs(31_536_000);
 
-/// The tree must be dead this long before the lease may end.
+/// The tree must be dead this long before the server may free the lock.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Checking the lock more often than this only loads the server: a check
@@ -85,7 +86,7 @@ pub struct Settings {
     waiting_room: Option<u32>,
     /// `Some(ZERO)`: never check.
     check_interval: Option<Duration>,
-    /// How long the lock outlives the last renewal the server received.
+    /// How long the server keeps a silent session (and its lock).
     lease: Option<Duration>,
     on_lost: Option<OnLost>,
     kill_after: Option<Duration>,
@@ -189,15 +190,11 @@ impl Settings {
         (!interval.is_zero()).then_some(interval)
     }
 
-    /// How long the lock outlives the last renewal: 30 s unless given.
-    pub fn lease(&self) -> Duration {
+    /// Table mode's lease: how long the lock outlives the last renewal the
+    /// server received, 30 s unless given. (The DSN's wait_timeout has no
+    /// part in it: the session is not the lock there.)
+    pub fn table_lease(&self) -> Duration {
         self.lease.unwrap_or(DEFAULT_LEASE)
-    }
-
-    /// Whether lease, check_interval or kill_after is given here: the three
-    /// a lease must fit.
-    pub fn shapes_the_lease(&self) -> bool {
-        self.lease.is_some() || self.check_interval.is_some() || self.kill_after.is_some()
     }
 
     pub fn on_lost(&self) -> OnLost {
@@ -213,25 +210,117 @@ impl Settings {
         self.orphans.unwrap_or(Orphans::Wait)
     }
 
-    /// Settings that would let a lost lock go unnoticed. `dsn_wait_timeout`
-    /// is the session's idle timeout in seconds when the DSN sets one.
-    pub fn warnings(&self, dsn_wait_timeout: Option<u64>) -> Vec<String> {
+    /// Whether the setting `key` (one of KEYS) is given here.
+    pub fn given(&self, key: &str) -> bool {
+        match key {
+            "slots" => self.slots.is_some(),
+            "waiting_room" => self.waiting_room.is_some(),
+            "check_interval" => self.check_interval.is_some(),
+            "lease" => self.lease.is_some(),
+            "on_lost" => self.on_lost.is_some(),
+            "kill_after" => self.kill_after.is_some(),
+            "orphans" => self.orphans.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether lease, check_interval or kill_after is given here: the three
+    /// a lease must fit.
+    pub fn shapes_the_lease(&self) -> bool {
+        self.lease.is_some() || self.check_interval.is_some() || self.kill_after.is_some()
+    }
+
+    /// The lease this run keeps, from these settings and the `wait_timeout`
+    /// the DSN sets (in seconds), which is what the server uses and so is
+    /// the lease. Err: settings that cannot fit, in words that name the
+    /// lease and its bound; `flag` names a setting as the user gave it.
+    pub fn lease(
+        &self,
+        dsn_wait_timeout: Option<u64>,
+        flag: &dyn Fn(&str) -> String,
+    ) -> Result<Lease, String> {
+        let kill_after = self.kill_after();
         let Some(every) = self.check_every() else {
+            if self.lease.is_some() {
+                return Err(format!(
+                    "{} needs renewals, and {} 0 never renews it: give one or the other",
+                    flag("lease"),
+                    flag("check_interval")
+                ));
+            }
+            return Ok(Lease::Unbounded);
+        };
+        let (lease, named) = match dsn_wait_timeout {
+            Some(idle) => (
+                Duration::from_secs(idle),
+                format!("the DSN's wait_timeout={idle} (the lease the server keeps)"),
+            ),
+            None => {
+                let lease = self.lease.unwrap_or(DEFAULT_LEASE);
+                let named = match self.lease {
+                    Some(_) => format!("{} {}", flag("lease"), duration::format(lease)),
+                    None => format!("the default lease of {}", duration::format(lease)),
+                };
+                (lease, named)
+            }
+        };
+        let needed = every + CHECK_DEADLINE + kill_after + LEASE_MARGIN;
+        if lease < needed {
+            return Err(format!(
+                "{named} is too short for {} {} and {} {}: a lease must cover \
+                 check_interval + 1 s + kill_after + 1 s ({} s)",
+                flag("check_interval"),
+                duration::format(every),
+                flag("kill_after"),
+                duration::format(kill_after),
+                duration::seconds(needed)
+            ));
+        }
+        Ok(Lease::Bounded(lease))
+    }
+
+    /// What the user should know about these settings before the run.
+    /// `dsn_wait_timeout` is the session's idle timeout in seconds when the
+    /// DSN sets one.
+    pub fn warnings(&self, dsn_wait_timeout: Option<u64>) -> Vec<String> {
+        if self.check_every().is_none() {
             return vec![
                 "check_interval is 0: sera never checks the lock, so a lost lock \
                  (a server restart, a killed connection) goes unnoticed and the \
-                 command runs on unprotected"
+                 command runs on unprotected; and nothing renews a lease, so the \
+                 session is kept for up to 365 days: if this host vanishes, the \
+                 server keeps the lock until TCP keepalive gives up (about 2 h 11 min \
+                 with Linux defaults)"
                     .to_string(),
             ];
-        };
-        match dsn_wait_timeout {
-            Some(idle) if Duration::from_secs(idle) < every + CHECK_DEADLINE => vec![format!(
-                "the DSN sets wait_timeout={idle}, less than the check interval \
-                 ({}) plus the check's 1 s deadline: the server may end the idle \
-                 lock session, and free the lock, while the command runs",
-                duration::format(every)
+        }
+        match (dsn_wait_timeout, self.lease) {
+            (Some(idle), Some(lease)) if Duration::from_secs(idle) != lease => vec![format!(
+                "the DSN sets wait_timeout={idle}, which is the lease the server keeps: \
+                 the lease of {} is not used",
+                duration::format(lease)
             )],
             _ => Vec::new(),
+        }
+    }
+}
+
+/// How long the server keeps the lock of a session that went silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// check_interval 0: nothing renews it, so the session is kept as long
+    /// as the server allows.
+    Unbounded,
+    /// The session's wait_timeout: renewed by every lock check.
+    Bounded(Duration),
+}
+
+impl Lease {
+    /// The session's `wait_timeout`, in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Lease::Unbounded => LONGEST_LEASE.as_secs(),
+            Lease::Bounded(d) => d.as_secs(),
         }
     }
 }
@@ -272,8 +361,44 @@ mod tests {
     fn warnings_for_what_goes_unnoticed() {
         let mut s = Settings::default();
         assert!(s.warnings(Some(28800)).is_empty());
-        assert!(s.warnings(Some(5))[0].contains("wait_timeout=5"));
+        s.set("lease", "20s").unwrap();
+        assert!(s.warnings(Some(28800))[0].contains("lease of 20s is not used"));
         s.set("check_interval", "0").unwrap();
         assert!(s.warnings(None)[0].contains("never checks"));
+    }
+
+    fn key(name: &str) -> String {
+        name.to_string()
+    }
+
+    #[test]
+    fn a_lease_must_cover_a_check_the_kill_and_a_margin() {
+        let mut s = Settings::default();
+        assert_eq!(s.lease(None, &key), Ok(Lease::Bounded(DEFAULT_LEASE)));
+        s.set("lease", "10s").unwrap();
+        let e = s.lease(None, &key).unwrap_err();
+        assert_eq!(
+            e,
+            "lease 10s is too short for check_interval 5s and kill_after 10s: \
+             a lease must cover check_interval + 1 s + kill_after + 1 s (17 s)"
+        );
+        s.set("kill_after", "3s").unwrap();
+        assert_eq!(
+            s.lease(None, &key),
+            Ok(Lease::Bounded(Duration::from_secs(10)))
+        );
+        // The DSN's wait_timeout is the lease the server keeps.
+        let e = s.lease(Some(5), &key).unwrap_err();
+        assert!(e.starts_with("the DSN's wait_timeout=5"), "{e}");
+        assert!(s.set("lease", "1s").unwrap_err().contains("2s to 8760h"));
+        assert!(s
+            .set("lease", "2.5s")
+            .unwrap_err()
+            .contains("whole seconds"));
+        s.set("check_interval", "0").unwrap();
+        assert!(s.lease(None, &key).unwrap_err().contains("never renews"));
+        let mut never = Settings::default();
+        never.set("check_interval", "0").unwrap();
+        assert_eq!(never.lease(None, &key), Ok(Lease::Unbounded));
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::dsn::Dsn;
-use crate::duration::{self, left, seconds, tenths};
+use crate::duration::{self, seconds, tenths};
 use crate::failure::connect_failure;
 use crate::lock::{self, Check};
 use crate::mysql::{self, Conn, Error, Written};
@@ -47,13 +47,9 @@ const TAKE_GRACE_SQL: &str = "INTERVAL 1 SECOND";
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const POLL_CEILING: Duration = Duration::from_millis(660);
 
-/// A renewal in trouble (no answer yet, the node left, the link dropped) is
-/// tried again this often until it succeeds or the lease runs out.
-const RETRY_RENEWAL: Duration = Duration::from_millis(250);
-
-/// One reconnect attempt while the lock is held waits at most this long, so
-/// that the watch loop keeps reaping and forwarding signals.
-const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A reconnect while the lock is held gets at least this long, however
+/// close the stopping is (watch.rs gives each renewal its deadline).
+const SHORTEST_RECONNECT: Duration = Duration::from_millis(200);
 
 /// MySQL's limit for database and table names.
 const MAX_IDENTIFIER: usize = 64;
@@ -136,7 +132,7 @@ pub fn refuse_settings(settings: &Settings) -> Option<String> {
                 .into(),
         );
     };
-    let lease = settings.lease();
+    let lease = settings.table_lease();
     let needed = every + CHECK_DEADLINE + settings.kill_after() + LEASE_MARGIN;
     (lease < needed).then(|| {
         format!(
@@ -280,7 +276,7 @@ pub fn take_lock(
         reporter,
         ..
     } = *asking;
-    let lease = asking.settings.lease();
+    let lease = asking.settings.table_lease();
     let holder = holder_id();
     let sql = take_sql(table, lock_name, &holder, lease);
     let mut backoff = Backoff::new(FIRST_POLL, POLL_CEILING);
@@ -297,7 +293,7 @@ pub fn take_lock(
             }
             prepared = true;
         }
-        let sent = Instant::now();
+        let sent = lock::clock();
         match try_take(conn, &sql) {
             Ok(Some(token)) if asking.wait_and_skip && !first => {
                 // The run we waited for is over: give the lock straight back.
@@ -513,16 +509,15 @@ pub struct Lease {
     holder: String,
     pub token: u64,
     length: Duration,
-    kill_after: Duration,
     /// Where to reconnect: the same address, as behind a load balancer.
     dsn: Dsn,
     about: Vec<(&'static str, String)>,
     /// When the last renewal that the server confirmed was sent (the take
     /// for the first): the server's `expires` is at least this plus the
-    /// lease.
-    renewed_at: Instant,
+    /// lease; watch.rs counts the lease from it (`lock::clock`).
+    pub renewed_at: Duration,
     /// A renewal sent whose answer has not come yet.
-    sent_at: Option<Instant>,
+    sent_at: Option<Duration>,
     /// false once the link or the node failed: the next renewal reconnects.
     connected: bool,
     /// Why the last renewal did not succeed, for the message of a lost lock.
@@ -530,14 +525,13 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(asking: &Asking, holder: String, token: u64, sent: Instant) -> Lease {
+    fn new(asking: &Asking, holder: String, token: u64, sent: Duration) -> Lease {
         Lease {
             table: asking.table.clone(),
             name: asking.lock_name.to_string(),
             holder,
             token,
-            length: asking.settings.lease(),
-            kill_after: asking.settings.kill_after(),
+            length: asking.settings.table_lease(),
             dsn: asking.config.server.clone(),
             about: asking.about.to_vec(),
             renewed_at: sent,
@@ -558,57 +552,34 @@ impl Lease {
         )
     }
 
-    /// When the command must start stopping if no renewal has been
-    /// confirmed by then: its tree is dead LEASE_MARGIN before the lease
-    /// can end.
-    pub fn stop_at(&self) -> Instant {
-        self.renewed_at + self.length.saturating_sub(LEASE_MARGIN + self.kill_after)
+    /// Why the last renewal did not succeed, if it did not.
+    pub fn trouble(&self) -> Option<&str> {
+        self.trouble.as_deref()
     }
 
-    /// How long the watch loop may wait before the next renewal: the check
-    /// interval, sooner while a renewal is in trouble, and never past
-    /// `stop_at`.
-    pub fn wait_for(&self, check_every: Option<Duration>) -> Option<Duration> {
-        let every = match self.trouble {
-            Some(_) => RETRY_RENEWAL.min(check_every?),
-            None => check_every?,
-        };
-        Some(every.min(left(self.stop_at())))
-    }
-
-    /// Renew the lease: Ours, Renewing (not yet, and there is time to try
-    /// again), or Lost (another run holds the row, or the lease is about to
-    /// end without a renewal).
-    pub fn renew(&mut self, conn: &mut Conn) -> Check {
-        match self.try_renew(conn) {
+    /// Renew the lease, within `deadline`: Ours, Renewing (not yet: why),
+    /// or Lost (another run holds the row, or it is gone). watch.rs decides
+    /// when a lease that is not renewed must stop the command.
+    pub fn renew(&mut self, conn: &mut Conn, deadline: Duration) -> Check {
+        match self.try_renew(conn, deadline) {
             Ok(None) => {
                 self.trouble = None;
                 Check::Ours
             }
             Ok(Some(why)) => Check::Lost(why),
             Err(why) => {
-                let late = Instant::now() >= self.stop_at();
                 self.trouble = Some(why.clone());
-                if !late {
-                    return Check::Renewing(why);
-                }
-                let since = tenths(self.renewed_at.elapsed());
-                let ends = tenths(left(self.renewed_at + self.length));
-                Check::Lost(format!(
-                    "could not renew the lease for {since} s ({why}); it ends in {ends} s"
-                ))
+                Check::Renewing(why)
             }
         }
     }
 
     /// Ok(None): renewed; Ok(Some(why)): not ours; Err(why): could not say
     /// yet.
-    fn try_renew(&mut self, conn: &mut Conn) -> Result<Option<String>, String> {
+    fn try_renew(&mut self, conn: &mut Conn, deadline: Duration) -> Result<Option<String>, String> {
         if !self.connected {
             let mut dsn = self.dsn.clone();
-            let wait = RECONNECT_TIMEOUT
-                .min(left(self.stop_at()))
-                .max(Duration::from_millis(100));
+            let wait = deadline.max(SHORTEST_RECONNECT);
             dsn.timeout = Some(wait);
             let mut fresh = Conn::connect_as(&dsn, &self.about)
                 .map_err(|e| format!("cannot reconnect to {}: {e}", dsn.address))?;
@@ -626,16 +597,16 @@ impl Lease {
                 micros(self.length),
                 self.row_sql()
             );
-            let sent = Instant::now();
+            let sent = lock::clock();
             if let Err(e) = conn.send_query(&sql) {
                 self.connected = false;
                 return Err(format!("the connection failed: {e}"));
             }
             self.sent_at = Some(sent);
         }
-        match conn.read_written(CHECK_DEADLINE) {
+        match conn.read_written(deadline) {
             Ok(written) => {
-                let sent = self.sent_at.take().unwrap_or_else(Instant::now);
+                let sent = self.sent_at.take().unwrap_or_else(lock::clock);
                 if written.rows != 1 {
                     return Ok(Some(format!(
                         "another run took the lease row over (it no longer names \

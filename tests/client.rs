@@ -136,12 +136,18 @@ fn the_liveness_check_answers_until_the_lock_is_gone() {
     let name = "client-test-liveness";
     let get = format!("SELECT GET_LOCK('{name}', 0)");
     assert_eq!(value(&mut conn, &get).as_deref(), Some("1"));
-    let mut watch = Watch::new(name, Duration::from_secs(5));
-    assert!(matches!(watch.check(&mut conn), Check::Ours));
-    assert!(matches!(watch.check(&mut conn), Check::Ours));
+    let granted = sera::lock::clock();
+    let mut watch = Watch::new(name, granted);
+    let deadline = Duration::from_secs(5);
+    assert!(matches!(watch.check(&mut conn, deadline), Check::Ours));
+    // Each answer renews the lease from when its question was sent.
+    let first = watch.renewed_at;
+    assert!(first > granted);
+    assert!(matches!(watch.check(&mut conn, deadline), Check::Ours));
+    assert!(watch.renewed_at > first);
     let release = format!("SELECT RELEASE_LOCK('{name}')");
     assert_eq!(value(&mut conn, &release).as_deref(), Some("1"));
-    assert!(matches!(watch.check(&mut conn), Check::Lost(_)));
+    assert!(matches!(watch.check(&mut conn, deadline), Check::Lost(_)));
 }
 
 #[test]

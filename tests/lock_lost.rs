@@ -52,6 +52,7 @@ fn assert_stopped_for_lost_lock(setup: &Setup, sera: Child, job: u32, bound: Dur
     let started = Instant::now();
     let out = Outcome::from(sera.wait_with_output().unwrap());
     let took = started.elapsed();
+    eprintln!("sera stopped the job and exited 206 {took:?} after the fault");
     assert_eq!(out.code, 206, "{}", out.stderr);
     assert!(took < bound, "took {took:?}, bound {bound:?}");
     assert!(
@@ -138,17 +139,19 @@ fn a_server_restart_stops_the_command() {
 }
 
 #[test]
-fn a_frozen_server_stops_the_command_after_three_unanswered_checks() {
+fn a_frozen_server_stops_the_command_before_the_lease_ends() {
+    // A lease of 5 s, renewed every second: the server may free the lock 5 s
+    // after the last renewal it got, so the job must be dead a second before
+    // that. It gets SIGTERM at renewal + 5 - 1 - kill_after (1 s).
     let server = Server::start();
     let s = Setup::new(&server.dsn());
-    let (sera, job) = start_job(&s, &[]);
+    let (sera, job) = start_job(&s, &["--lease", "5s"]);
     server.freeze();
     let frozen = Instant::now();
-    let out_bound = Duration::from_secs(3 * (1 + 1) + 1 + 3);
-    assert_stopped_for_lost_lock(&s, sera, job, out_bound);
-    // Not before three checks went unanswered.
+    assert_stopped_for_lost_lock(&s, sera, job, Duration::from_secs(5));
+    // Not at the first unanswered check: the lease had time left.
     assert!(
-        frozen.elapsed() > Duration::from_secs(3),
+        frozen.elapsed() > Duration::from_millis(1500),
         "{:?}",
         frozen.elapsed()
     );
@@ -180,9 +183,9 @@ fn a_stalled_link_stops_the_command() {
     let server = Server::shared();
     let relay = Relay::start(server.port());
     let s = Setup::new(&format!("sera:sera-pass@tcp(127.0.0.1:{})/", relay.port()));
-    let (sera, job) = start_job(&s, &[]);
+    let (sera, job) = start_job(&s, &["--lease", "5s"]);
     relay.stall();
-    assert_stopped_for_lost_lock(&s, sera, job, Duration::from_secs(10));
+    assert_stopped_for_lost_lock(&s, sera, job, Duration::from_secs(5));
 }
 
 #[test]
@@ -232,8 +235,8 @@ fn on_lost_ignore_lets_the_command_finish() {
 
 #[test]
 fn a_job_longer_than_the_dsns_wait_timeout_keeps_its_lock_while_checked() {
-    // sera raises the session's wait_timeout itself (tests/process_tree.rs),
-    // unless the DSN sets one: then the checks must keep the session alive.
+    // sera sets the session's wait_timeout to its lease, unless the DSN
+    // sets one: that is then the lease, and the checks renew it.
     let server = Server::shared();
     let s = Setup::new(&format!("{}?wait_timeout=2", server.dsn()));
     let lock_of = |script: &str| is_used_lock_sql(&format!("sh -c {script}"));
@@ -260,10 +263,20 @@ fn a_job_longer_than_the_dsns_wait_timeout_keeps_its_lock_while_checked() {
         out.stderr
     );
 
-    // With checks every second, the lock stays for the whole 5 s job.
+    // A lease of 4 s renewed every second: the lock stays for the whole 5 s job.
+    let s = Setup::new(&format!("{}?wait_timeout=4", server.dsn()));
     let checked = "sleep 5; echo checked";
     let sera = s
-        .command(&["--check-interval", "1s", "5", "sh", "-c", checked])
+        .command(&[
+            "--check-interval",
+            "1s",
+            "--kill-after",
+            "1s",
+            "5",
+            "sh",
+            "-c",
+            checked,
+        ])
         .spawn()
         .unwrap();
     assert!(wait_until(LONG, || server.sql(&lock_of(checked)) != "NULL"));

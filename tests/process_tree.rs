@@ -287,35 +287,43 @@ fn a_short_server_wait_timeout_never_frees_a_running_commands_lock() {
 }
 
 #[test]
-fn a_wait_timeout_in_the_dsn_is_kept_and_warned_about() {
+fn a_wait_timeout_in_the_dsn_is_the_lease_and_refused_when_too_short() {
+    // The server ends a silent session after the DSN's wait_timeout: that
+    // is the lease, and 2 s cannot cover a check every 5 s and a 10 s kill.
     let server = Server::shared();
     let setup = Setup::new(&format!("{}?wait_timeout=2", server.dsn()));
-    let out = setup.run(&["--check-interval", "5s", "0", "true"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = setup.run(&["0", "true"]);
+    assert_eq!(out.code, 200, "{}", out.stderr);
     assert!(
         out.stderr.contains(
-            "sera: warning: the DSN sets wait_timeout=2, less than the check interval (5s)"
+            "the DSN's wait_timeout=2 (the lease the server keeps) is too short for \
+             check_interval 5s and kill_after 10s: a lease must cover \
+             check_interval + 1 s + kill_after + 1 s (17 s)"
         ),
         "{}",
         out.stderr
     );
+    // A flag that shapes it makes it a bad argument.
+    let out = setup.run(&["--check-interval", "5s", "0", "true"]);
+    assert_eq!(out.code, 201, "{}", out.stderr);
+    assert!(out.stderr.contains("--check-interval 5s"), "{}", out.stderr);
 }
 
 #[test]
-fn workers_of_a_sigkilled_sera_keep_the_lock_past_the_servers_wait_timeout() {
-    // sera itself SIGKILLed: its direct child dies of PDEATHSIG, the worker
-    // below it keeps the lifeline, and with it the lock session, which the
-    // server's idle timeout must not end while the worker runs.
+fn a_sigkilled_seras_tree_is_stopped_before_its_lock_frees() {
+    // sera itself SIGKILLed: its keeper, which holds the lock session,
+    // stops the command's whole tree (the worker below it included) and
+    // only then lets the lock go. At no moment is the lock free while the
+    // worker runs, even on a server whose own wait_timeout is 2 s.
     let server = Server::start_with(&["--wait-timeout=2"]);
     let job = Job::new(Setup::new(&server.dsn()), &["sh", "-c", "WORKER; true"]);
-    let mut sera = job.start(&[]);
+    let mut sera = job.start(&["--kill-after", "1s"]);
     // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
-    // Past the server's wait_timeout of 2 s, while the worker runs.
-    job.assert_held_for(&server, Duration::from_secs(4));
-    job.finish();
     assert!(wait_until(LONG, || server.sql(&job.lock_holder_sql()) == "NULL"));
+    assert!(!job.probe_held(), "the lock was free while the worker ran");
+    job.assert_nothing_left();
 }
 
 #[test]

@@ -46,6 +46,7 @@ use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::netns::enter as enter_netns;
 use super::port::free_port;
 use super::tempdir::{owner_pid, unique_name};
 use super::wait::wait_until;
@@ -85,6 +86,10 @@ pub struct Server {
     dir: PathBuf,
     port: u16,
     socket: PathBuf,
+    /// Where it listens for TCP: 127.0.0.1, or an address in `netns`.
+    bind_address: String,
+    /// The network namespace it runs in (see netns.rs); None: the test's own.
+    netns: Option<String>,
     extra_args: Vec<String>,
     frozen: AtomicBool,
 }
@@ -102,6 +107,17 @@ impl Server {
     /// Same, with extra mariadbd options (e.g. "--wait-timeout=2", "--max-connections=3"),
     /// which come last and so override the defaults. They are kept for `start_again`.
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Server::start_where(None, "127.0.0.1", extra_args)
+    }
+
+    /// Same as `start`, but in the network namespace `netns` (a `FarHost`'s
+    /// `db`), listening on `bind_address` there. The socket, in the temp dir,
+    /// stays reachable from the test's own namespace.
+    pub fn start_in_netns(netns: &str, bind_address: &str) -> Server {
+        Server::start_where(Some(netns), bind_address, &[])
+    }
+
+    fn start_where(netns: Option<&str>, bind_address: &str, extra_args: &[&str]) -> Server {
         let template = template_dir();
         remove_stale_dirs_once();
         let dir = server_dir();
@@ -112,6 +128,8 @@ impl Server {
             socket: dir.join("mysqld.sock"),
             dir,
             port: 0,
+            bind_address: bind_address.to_string(),
+            netns: netns.map(str::to_string),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             frozen: AtomicBool::new(false),
         };
@@ -176,9 +194,10 @@ impl Server {
         self.child.as_ref().expect("server is stopped").id()
     }
 
-    /// DSN (go-sql-driver syntax) for user `sera` over TCP: "sera:sera-pass@tcp(127.0.0.1:PORT)/".
+    /// DSN (go-sql-driver syntax) for user `sera` over TCP: "sera:sera-pass@tcp(127.0.0.1:PORT)/"
+    /// (with the bind address of `start_in_netns` instead of 127.0.0.1).
     pub fn dsn(&self) -> String {
-        format!("sera:sera-pass@tcp(127.0.0.1:{})/", self.port)
+        format!("sera:sera-pass@tcp({}:{})/", self.bind_address, self.port)
     }
 
     /// DSN for user `sera` over the unix socket: "sera:sera-pass@unix(/tmp/.../mysqld.sock)/".
@@ -283,10 +302,13 @@ impl Server {
             .arg(format!("--socket={}", self.socket.display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", dir.join("err.log").display()))
-            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--bind-address={}", self.bind_address))
             .arg(format!("--port={}", self.port))
             .args(server_options())
             .args(&self.extra_args);
+        if let Some(netns) = &self.netns {
+            enter_netns(&mut cmd, netns);
+        }
         // Anything mariadbd prints before it opens err.log (e.g. a bad option) lands here.
         let out = fs::File::create(dir.join("mariadbd.out")).expect("create mariadbd.out");
         cmd.stdin(Stdio::null())

@@ -5,6 +5,8 @@
 //!   `scripts/mariadb-throwaway.sh` reads too;
 //! - `galera`: a private three-node Galera cluster ([`Cluster`]), its nodes
 //!   made like `mariadb`'s servers;
+//! - `netns`: a far host in network namespaces, whose wire a test can cut
+//!   ([`FarHost`]);
 //! - `relay`: a TCP relay that can cut or stall the link, or send each new
 //!   connection to the first live node of a list ([`Relay`]);
 //! - `sera`: running the sera binary as a user would ([`sera::Setup`]);
@@ -19,6 +21,7 @@
 
 mod galera;
 mod mariadb;
+pub mod netns;
 mod port;
 mod relay;
 pub mod sera;
@@ -29,6 +32,7 @@ mod wait;
 pub use self::{
     galera::{Cluster, Node},
     mariadb::{shared_dsn, Server},
+    netns::FarHost,
     port::ClosedPort,
     relay::Relay,
     tempdir::TempDir,

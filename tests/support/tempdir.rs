@@ -42,13 +42,23 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 /// "<prefix>-<pid>-<n>": unique among the directories of all live test
 /// processes, and naming the process that owns it (see `owner_pid`).
 pub(super) fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", unique_suffix())
+}
+
+/// "<pid>-<n>", for several names that belong together (see netns.rs).
+pub(super) fn unique_suffix() -> String {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{id}", std::process::id())
+    format!("{}-{id}", std::process::id())
 }
 
 /// The pid in "sera-t-<pid>-<n>", "sera-test-<pid>-<n>" or "sera-template-tmp-<pid>-<n>".
 pub(super) fn owner_pid(name: &str) -> Option<u32> {
-    let rest = ["sera-t-", "sera-test-", "sera-template-tmp-"]
+    owner_pid_after(&["sera-t-", "sera-test-", "sera-template-tmp-"], name)
+}
+
+/// The pid in "<prefix><pid>-<n>", for one of `prefixes`.
+pub(super) fn owner_pid_after(prefixes: &[&str], name: &str) -> Option<u32> {
+    let rest = prefixes
         .iter()
         .find_map(|prefix| name.strip_prefix(prefix))?;
     let (pid, n) = rest.split_once('-')?;

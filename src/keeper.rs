@@ -1,0 +1,111 @@
+//! The keeper: the process that holds the lock for the command.
+//!
+//! Two promises pull against each other. A SIGKILLed sera (the OOM killer,
+//! `kill -9`) must not let the lock go while anything of the command's tree
+//! still runs; yet no descriptor the command inherits may be, or carry, the
+//! lock connection, or the command could talk to the server as sera's user.
+//! So once the lock is taken, sera (the front, the process the user started)
+//! forks once. The fork, the keeper, does the rest of the run: it starts the
+//! command as its child, forwards signals, renews the lease, stops the tree
+//! when the lock is lost, releases, and exits with sera's exit code. The
+//! front keeps its copy of the lock socket, never uses it, and waits for the
+//! keeper, forwarding every signal to it.
+//!
+//! - The front dies (SIGKILL): the keeper gets SIGTERM (PR_SET_PDEATHSIG)
+//!   and treats it as a stop: the command gets SIGTERM, what is left gets
+//!   SIGKILL after kill_after, and the keeper, which still holds the
+//!   connection and renews the lease meanwhile, lets go only once the tree
+//!   is empty.
+//! - The keeper dies (SIGKILL): the command dies of its PR_SET_PDEATHSIG,
+//!   and what it started comes to the front (a child subreaper). The front
+//!   still holds the socket, so the lock stays held while it stops them;
+//!   then it exits 206, and the socket closes, freeing the lock, after the
+//!   tree is gone.
+//!
+//! The cost on the fast path is one fork, and one exit and wait, more.
+
+use std::time::Duration;
+
+use crate::child::{self, Child, Signals, SpawnError, Wake};
+use crate::duration::seconds;
+use crate::mysql::Conn;
+use crate::report::{exit, Failure, Reporter};
+use crate::tree;
+
+/// Which of the two processes returns from `fork`.
+pub enum Role {
+    /// The keeper: go on with the run.
+    Keeper,
+    /// The front: wait for the keeper with `front`.
+    Front(Child),
+}
+
+/// Fork the keeper. `signals` are already blocked, so none is lost: what
+/// arrives early waits, pending, for the process it was sent to.
+pub fn fork(signals: &Signals) -> Result<Role, SpawnError> {
+    // SAFETY: plain system calls; sera never starts a thread, so the
+    // forked copy is whole.
+    unsafe {
+        let front = libc::getpid();
+        // What the command leaves when the keeper dies comes to the front.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+        let pid = libc::fork();
+        if pid < 0 {
+            return Err(SpawnError {
+                errno: std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            });
+        }
+        if pid > 0 {
+            return Ok(Role::Front(Child::adopt(pid, signals)));
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        // The front may have died before prctl took effect: the same stop.
+        if libc::getppid() != front {
+            libc::raise(libc::SIGTERM);
+        }
+    }
+    Ok(Role::Keeper)
+}
+
+/// The front's part: wait for the keeper, forwarding every signal to it,
+/// and exit as it did. `conn` is held, unused, until the end: if the keeper
+/// was killed, the lock stays held while the tree it leaves is stopped.
+pub fn front(mut keeper: Child, conn: Conn, kill_after: Duration, reporter: &Reporter) -> i32 {
+    while !matches!(keeper.wait(None), Wake::CommandExited { .. }) {}
+    let status = keeper.status.unwrap_or(0);
+    if !libc::WIFSIGNALED(status) {
+        // The keeper has released the lock and said all there was to say.
+        return libc::WEXITSTATUS(status);
+    }
+    let survivors = match keeper.tree_empty {
+        true => None,
+        false => keeper.stop(kill_after),
+    };
+    let left = match survivors {
+        None => {
+            "stopped what the command left (SIGTERM, then SIGKILL after ".to_string()
+                + &seconds(kill_after)
+                + " s)"
+        }
+        Some(list) if list.is_empty() => "could not stop all the command left \
+                                          (without a usable /proc sera cannot name it)"
+            .to_string(),
+        Some(list) => format!(
+            "could not stop {} (still there {} s after SIGKILL)",
+            tree::list(&list),
+            seconds(child::GIVE_UP_AFTER_KILL)
+        ),
+    };
+    reporter.fail(&Failure::new(
+        exit::LOCK_LOST,
+        "lost the keeper",
+        format!(
+            "sera's keeper (pid {}) was killed by signal {}; {left}",
+            keeper.pid,
+            libc::WTERMSIG(status)
+        ),
+    ));
+    // Only now may the lock go.
+    drop(conn);
+    exit::LOCK_LOST
+}

@@ -1,0 +1,203 @@
+//! The lease where no far host is needed: a SIGKILLed sera's tree stays
+//! covered until it is gone, and settings that cannot fit in the lease are
+//! refused.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::sera::{alive, Outcome, Setup};
+use support::{wait_until, Server, TempDir};
+
+/// `sh -c SCRIPT ROLE`: takes the flock probe without waiting and logs
+/// "ROLE ran", or "ROLE overlapped" if a tree of another run still holds
+/// it; "first" then leaves a worker of 12 s, which inherits the probe, and
+/// ignores SIGTERM with it: only SIGKILL, kill_after later, stops them.
+fn job(files: &TempDir, role: &str) -> Vec<String> {
+    let f = |name: &str| files.join(name).display().to_string();
+    let script = format!(
+        "exec 9>>{probe}; \
+         if flock -n 9; then echo \"$0 ran\" >> {log}; else echo \"$0 overlapped\" >> {log}; fi; \
+         if [ $0 = first ]; then trap '' TERM; sleep 12 & echo $! > {worker}; wait; fi",
+        probe = f("probe"),
+        log = f("log"),
+        worker = f("worker"),
+    );
+    ["sh", "-c", &script, role].map(String::from).to_vec()
+}
+
+fn args<'a>(front: &[&'a str], job: &'a [String]) -> Vec<&'a str> {
+    front
+        .iter()
+        .copied()
+        .chain(job.iter().map(String::as_str))
+        .collect()
+}
+
+#[test]
+fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
+    let server = Server::shared();
+    let s = Setup::new(&server.dsn());
+    let files = TempDir::new();
+    let first = job(&files, "first");
+    // A 10 s lease fits a check every second and a 5 s kill_after.
+    let fast = [
+        "--lease",
+        "10s",
+        "--check-interval",
+        "1s",
+        "--kill-after",
+        "5s",
+    ];
+    let mut sera = s
+        .command(&args(
+            &[&fast[..], &["--name", "lease-worker", "0"]].concat(),
+            &first,
+        ))
+        .spawn()
+        .unwrap();
+    let worker_file = files.join("worker");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &worker_file
+        )
+        .is_ok_and(|s| s.ends_with('\n'))),
+        "the worker never started"
+    );
+    let worker: u32 = std::fs::read_to_string(&worker_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
+    sera.wait().unwrap();
+    let next = job(&files, "next");
+    let killed = Instant::now();
+    let next = s
+        .command(&args(
+            &[&fast[..], &["--name", "lease-worker", "60"]].concat(),
+            &next,
+        ))
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || !alive(worker)),
+        "the worker never exited"
+    );
+    let gone = Instant::now();
+    eprintln!(
+        "the worker was stopped {:?} after sera's SIGKILL",
+        gone - killed
+    );
+    let next = Outcome::from(next.wait_with_output().unwrap());
+    let took = gone.elapsed();
+    eprintln!("the next run ended {took:?} after the worker exited");
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    let log = std::fs::read_to_string(files.join("log")).unwrap_or_default();
+    assert!(log.contains("next ran"), "{log}");
+    assert!(!log.contains("overlapped"), "the runs overlapped: {log}");
+    assert!(took <= Duration::from_secs(10 + 2), "took {took:?}");
+}
+
+#[test]
+fn a_lease_flag_shorter_than_the_settings_need_is_refused_201() {
+    let s = Setup::new(&Server::shared().dsn());
+    let fits = s.run(&["--lease", "60s", "0", "true"]);
+    assert_eq!(fits.code, 0, "{}", fits.stderr);
+    // Default check_interval 5 s and kill_after 10 s cannot fit in 5 s.
+    let short = s.run(&["--lease", "5s", "0", "true"]);
+    assert_eq!(short.code, 201, "{}", short.stderr);
+    assert!(short.stderr.starts_with("sera: "), "{}", short.stderr);
+    assert!(short.stderr.contains("lease"), "{}", short.stderr);
+}
+
+#[test]
+fn a_lease_key_shorter_than_the_settings_need_is_refused_200() {
+    let dsn = Server::shared().dsn();
+    let fits = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"lease\": \"60s\"}}"));
+    let out = fits.run(&["0", "true"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let short = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"lease\": \"5s\"}}"));
+    let out = short.run(&["0", "true"]);
+    assert_eq!(out.code, 200, "{}", out.stderr);
+    assert!(out.stderr.starts_with("sera: "), "{}", out.stderr);
+    assert!(out.stderr.contains("lease"), "{}", out.stderr);
+}
+
+/// The children of `pid`, as the kernel lists them.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_sigkilled_keeper_leaves_a_tree_that_sera_stops_before_the_lock_frees() {
+    // sera's keeper (the fork that runs the command and renews the lease)
+    // killed by the OOM killer or kill -9: the command dies of its
+    // PDEATHSIG, its worker comes to sera, which still holds the lock
+    // connection, stops the worker, and only then lets the lock go: 206.
+    let server = Server::shared();
+    let s = Setup::new(&server.dsn());
+    let files = TempDir::new();
+    let first = job(&files, "first");
+    let sera = s
+        .command(&args(
+            &["--kill-after", "1s", "--name", "lease-keeper", "0"],
+            &first,
+        ))
+        .spawn()
+        .unwrap();
+    let worker_file = files.join("worker");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &worker_file
+        )
+        .is_ok_and(|s| s.ends_with('\n'))),
+        "the worker never started"
+    );
+    let worker: u32 = std::fs::read_to_string(&worker_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let keeper = children(sera.id());
+    assert_eq!(keeper.len(), 1, "sera should have one child, its keeper");
+    let held = "SELECT IS_USED_LOCK('lease-keeper') IS NOT NULL";
+    assert_eq!(server.sql(held), "1");
+
+    // SAFETY: kill takes plain integers and touches no memory.
+    unsafe { libc::kill(keeper[0] as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    // Until the lock is free, the worker may live; once it is, never.
+    assert!(
+        wait_until(Duration::from_secs(20), || server.sql(held) == "0"),
+        "the lock was never freed"
+    );
+    let freed = killed.elapsed();
+    assert!(!alive(worker), "the lock was free while the worker ran");
+    let out = Outcome::from(sera.wait_with_output().unwrap());
+    eprintln!("the lock was free {freed:?} after the keeper's SIGKILL");
+    assert_eq!(out.code, 206, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "sera: lost the keeper: sera's keeper (pid {}) was killed by signal 9; \
+             stopped what the command left",
+            keeper[0]
+        )),
+        "{}",
+        out.stderr
+    );
+    // The worker ignored SIGTERM: it took the SIGKILL kill_after later.
+    assert!(freed >= Duration::from_secs(1), "{freed:?}");
+    let next = s.run(&args(
+        &["--name", "lease-keeper", "0"],
+        &job(&files, "next"),
+    ));
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    let log = std::fs::read_to_string(files.join("log")).unwrap_or_default();
+    assert!(!log.contains("overlapped"), "the runs overlapped: {log}");
+}
