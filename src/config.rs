@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use miniserde::json::{self, Value};
 
-use crate::dsn::{Address, Dsn, Tls};
+use crate::dsn::{Dsn, Tls};
+use crate::mysql;
 use crate::settings::{self, Settings};
 use crate::table::LockTable;
 
@@ -152,22 +153,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     })
 }
 
-/// A build without TLS cannot serve a DSN that insists on it (over TCP: a
-/// unix socket never uses TLS). That is a config error, found now rather
-/// than as a failed connection. `tls=preferred` falls back to plain.
+/// A DSN that insists on TLS this build lacks (`mysql::tls_missing`) is a
+/// config error, found now rather than as a failed connection.
 fn no_tls_needed(server: &Dsn) -> Result<(), String> {
-    let insists = match server.tls {
-        Tls::True => "tls=true",
-        Tls::SkipVerify => "tls=skip-verify",
-        Tls::Preferred | Tls::False => return Ok(()),
-    };
-    if cfg!(feature = "tls") || !matches!(server.address, Address::Tcp { .. }) {
-        return Ok(());
+    match mysql::tls_missing(server) {
+        Some(why) => Err(format!("\"server\": {why}: use the full build")),
+        None => Ok(()),
     }
-    Err(format!(
-        "\"server\": the DSN asks for TLS ({insists}), but this sera was built without TLS \
-         (the small build): use the full build"
-    ))
 }
 
 /// How many unknown keys a warning names; the rest are counted. A file

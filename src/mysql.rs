@@ -43,6 +43,23 @@ const MAX_PAYLOAD: usize = 0xFF_FFFF;
 const COM_QUIT: u8 = 0x01;
 const COM_QUERY: u8 = 0x03;
 
+/// Why this build cannot serve `dsn`: it insists on TLS (`tls=true` or
+/// `skip-verify`, over TCP: a unix socket never uses TLS), and this sera was
+/// built without it. `tls=preferred` falls back to plain. None when it can.
+pub fn tls_missing(dsn: &Dsn) -> Option<String> {
+    let insists = match dsn.tls {
+        Tls::True => "tls=true",
+        Tls::SkipVerify => "tls=skip-verify",
+        Tls::Preferred | Tls::False => return None,
+    };
+    if cfg!(feature = "tls") || !matches!(dsn.address, Address::Tcp { .. }) {
+        return None;
+    }
+    Some(format!(
+        "the DSN asks for TLS ({insists}), but this sera was built without TLS (the small build)"
+    ))
+}
+
 /// The server's error codes that sera acts on.
 /// "Too many connections": waited out, then hinted at.
 pub const TOO_MANY_CONNECTIONS: u16 = 1040;
@@ -452,17 +469,17 @@ impl Conn {
     /// unix socket is already local), and only if the server offers it.
     fn wants_tls(&self, dsn: &Dsn, server_caps: CapabilityFlags) -> Result<bool, Error> {
         let offered = server_caps.contains(CapabilityFlags::CLIENT_SSL);
+        // config::parse refuses these already; this is for a DSN given to
+        // Conn directly.
+        if let (Stream::Tcp(_), Some(why)) = (&self.stream, tls_missing(dsn)) {
+            return Err(protocol(why));
+        }
         match dsn.tls {
             Tls::False => Ok(false),
             _ if matches!(self.stream, Stream::Unix(_)) => Ok(false),
             // Plain when TLS cannot be had, as its name says: also when
             // sera was built without TLS.
             Tls::Preferred => Ok(offered && cfg!(feature = "tls")),
-            // config::parse refuses these already; this is for a DSN
-            // given to Conn directly.
-            _ if !cfg!(feature = "tls") => Err(protocol(
-                "the DSN asks for TLS, but this sera was built without it (the `tls` feature)",
-            )),
             Tls::True | Tls::SkipVerify if offered => Ok(true),
             Tls::True | Tls::SkipVerify => Err(protocol(
                 "the DSN asks for TLS, but the server does not offer it",
