@@ -118,6 +118,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         &args,
         &signals,
         seat.as_deref(),
+        lease_row.as_ref().map(|row| row.token),
         reporter,
     )?;
 
@@ -333,8 +334,7 @@ fn take_lock(
 }
 
 /// Step 4 in table mode: the lease row, or the news that the run we waited
-/// for is over. The command gets the grant's fencing token in its
-/// environment, set here before it is spawned (sera starts no thread).
+/// for is over.
 #[allow(clippy::too_many_arguments)]
 fn take_lease(
     conn: &mut Conn,
@@ -357,11 +357,7 @@ fn take_lease(
         about,
         reporter,
     };
-    let taken = table::take_lock(conn, &asking, connector)?;
-    if let table::Taken::Ours(lease) = &taken {
-        std::env::set_var("SERA_FENCING_TOKEN", lease.token.to_string());
-    }
-    Ok(taken)
+    table::take_lock(conn, &asking, connector)
 }
 
 /// `--wait-and-skip`, and the run we waited for is over: 0, or 205.
@@ -383,8 +379,13 @@ fn spawn(
     args: &Args,
     signals: &child::Signals,
     seat: Option<&str>,
+    fencing_token: Option<u64>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
+    if let Some(token) = fencing_token {
+        // Sound: sera never starts a thread, so no one reads the environment now.
+        std::env::set_var("SERA_FENCING_TOKEN", token.to_string());
+    }
     // SAFETY: sera never starts a thread.
     let child = unsafe { child::spawn(program, &args.command, signals) }
         .map_err(|e| cannot_run(&args.command[0], e))?;
