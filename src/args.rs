@@ -70,10 +70,8 @@ options (they stop at <wait-seconds>):
   --lock-table DB.TABLE   table mode: the lock is a lease row in that table
                           (created if missing and allowed), for Galera and
                           other clusters where GET_LOCK is local to a node;
-                          the command gets SERA_FENCING_TOKEN
-  --lease DUR             table mode: how long the lock outlives sera's last
-                          renewal (30s); it must cover check_interval + 1 s +
-                          kill_after + 1 s
+                          the command gets SERA_FENCING_TOKEN; --lease is
+                          the lease row's, kept by the database's clock
   --slots N               let up to N commands hold the lock at once (a
                           semaphore; 1, the default, is the plain lock; not
                           with --lock-table)
@@ -112,7 +110,7 @@ config file (JSON):
     \"check_interval\": \"5s\", \"lease\": \"30s\", \"on_lost\": \"term\",
     \"kill_after\": \"10s\",
     \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
-    \"lock_table\": \"sera.locks\", \"lease\": \"30s\",
+    \"lock_table\": \"sera.locks\",
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);

@@ -321,6 +321,8 @@ pub fn take_lock(
                     "cannot take the lease through this connection: {e}; reconnecting"
                 ));
                 conn.quit();
+                // A node that says "not ready" says it again at once.
+                backoff.sleep(deadline);
                 *conn = connector
                     .connect()
                     .map_err(|e| connect_failure(asking.config, e))?;
