@@ -188,7 +188,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 break;
             }
             // Every setting (settings::KEYS) is a flag too: --slots, --waiting-room,
-            // --check-interval, --on-lost, --kill-after, --orphans.
+            // --check-interval, --lease, --on-lost, --kill-after, --orphans.
             Long(flag) => {
                 let flag = flag.to_string();
                 let Some(key) = settings::KEYS.iter().find(|k| k.replace('_', "-") == flag) else {
@@ -333,6 +333,8 @@ mod tests {
             "--on-lost=ignore",
             "--kill-after",
             "500ms",
+            "--lease",
+            "1m",
             "--orphans",
             "term",
             "1",
@@ -344,6 +346,7 @@ mod tests {
             ("check_interval", "1s"),
             ("on_lost", "ignore"),
             ("kill_after", "500ms"),
+            ("lease", "1m"),
             ("orphans", "term"),
         ] {
             expected.set(key, value).unwrap();
