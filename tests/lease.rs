@@ -103,7 +103,8 @@ fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
 #[test]
 fn a_lease_flag_shorter_than_the_settings_need_is_refused_201() {
     let s = Setup::new(&Server::shared().dsn());
-    let fits = s.run(&["--lease", "60s", "0", "true"]);
+    // A lock of its own: the other tests of this file run `true` too.
+    let fits = s.run(&["--lease", "60s", "--name", "lease-flag", "0", "true"]);
     assert_eq!(fits.code, 0, "{}", fits.stderr);
     // Default check_interval 5 s and kill_after 10 s cannot fit in 5 s.
     let short = s.run(&["--lease", "5s", "0", "true"]);
@@ -116,7 +117,7 @@ fn a_lease_flag_shorter_than_the_settings_need_is_refused_201() {
 fn a_lease_key_shorter_than_the_settings_need_is_refused_200() {
     let dsn = Server::shared().dsn();
     let fits = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"lease\": \"60s\"}}"));
-    let out = fits.run(&["0", "true"]);
+    let out = fits.run(&["--name", "lease-key", "0", "true"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let short = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"lease\": \"5s\"}}"));
     let out = short.run(&["0", "true"]);
