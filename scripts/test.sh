@@ -25,12 +25,12 @@ need unshare util-linux
 need setsid util-linux
 need python3 python3
 need busybox busybox-static
+need ip iproute2
 # A three-node Galera cluster (tests/galera.rs): the provider, and rsync
 # with ss for its state transfer.
 need_file /usr/lib/galera/libgalera_smm.so galera-4
 need rsync rsync
 need ss iproute2
-need ip iproute2
 install_needed scripts/test.sh
 
 exec cargo test "$@"

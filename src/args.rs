@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::settings::{self, Settings};
+use crate::table::LockTable;
 
 #[derive(Debug, Default)]
 pub struct Args {
@@ -25,6 +26,8 @@ pub struct Args {
     pub verbose: bool,
     /// `--name`: the lock's name on the server, instead of the command's MD5.
     pub name: Option<String>,
+    /// `--lock-table DB.TABLE`: table mode (table.rs).
+    pub lock_table: Option<LockTable>,
     /// How to watch the lock and the command's tree, as far as flags say.
     pub settings: Settings,
 }
@@ -77,8 +80,14 @@ options (they stop at <wait-seconds>):
   --name NAME             the lock is exactly NAME (1 to 64 characters), so
                           that different commands, or an application's
                           GET_LOCK('NAME', ...), share it
+  --lock-table DB.TABLE   table mode: the lock is a lease row in that table
+                          (created if missing and allowed), for Galera and
+                          other clusters where GET_LOCK is local to a node;
+                          the command gets SERA_FENCING_TOKEN; --lease is
+                          the lease row's, kept by the database's clock
   --slots N               let up to N commands hold the lock at once (a
-                          semaphore; 1, the default, is the plain lock)
+                          semaphore; 1, the default, is the plain lock; not
+                          with --lock-table)
   --waiting-room N        how many waiters per lock wait connected (16; 0 =
                           all); the others retry now and then from outside
   --wait-and-skip         the first to get the lock runs the command; the
@@ -116,7 +125,7 @@ config file (JSON):
     \"verbose\": false,
     \"check_interval\": \"5s\", \"lease\": \"30s\", \"on_lost\": \"term\",
     \"kill_after\": \"10s\", \"orphans\": \"wait\", \"slots\": 1, \"waiting_room\": 16,
-    \"min_hold\": \"0s\", \"allow_read_only\": false,
+    \"min_hold\": \"0s\", \"allow_read_only\": false, \"lock_table\": \"sera.locks\",
     \"tls_ca\": \"ca.pem\", \"tls_cert\": \"client.pem\", \"tls_key\": \"client.key\"
   }
   server is a go-sql-driver/mysql DSN (tls=true|skip-verify|preferred|false);
@@ -177,6 +186,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                     .chain(parser.raw_args().map_err(|e| e.to_string())?)
                     .collect();
                 break;
+            }
+            Long("lock-table") => {
+                let text = string_value(&mut parser, "--lock-table")?;
+                out.lock_table =
+                    Some(LockTable::parse(&text).map_err(|e| format!("--lock-table: {e}"))?);
             }
             Long("wait-and-skip") => out.wait_and_skip = true,
             Long("detailed-exit-codes") => out.detailed_exit_codes = true,

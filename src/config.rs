@@ -16,6 +16,7 @@ use miniserde::json::{self, Value};
 use crate::dsn::{Dsn, Tls};
 use crate::mysql;
 use crate::settings::{self, Settings};
+use crate::table::LockTable;
 
 /// Where the Go sera looks, and so where sera looks by default.
 pub const DEFAULT_PATH: &str = "/etc/sera.json";
@@ -24,7 +25,7 @@ pub const DEFAULT_PATH: &str = "/etc/sera.json";
 const MAX_SIZE: u64 = 64 * 1024;
 
 /// The keys sera knows besides the `settings::KEYS`.
-const OWN_KEYS: [&str; 7] = [
+const OWN_KEYS: [&str; 8] = [
     "server",
     "syslog",
     "verbose",
@@ -32,6 +33,7 @@ const OWN_KEYS: [&str; 7] = [
     "tls_cert",
     "tls_key",
     "allow_read_only",
+    "lock_table",
 ];
 
 #[derive(Debug)]
@@ -44,6 +46,8 @@ pub struct Config {
     pub verbose: bool,
     /// The lock server is meant to be read-only: sera takes locks there.
     pub allow_read_only: bool,
+    /// `lock_table`: table mode (table.rs).
+    pub lock_table: Option<LockTable>,
     /// How to watch the lock and the command's tree, as far as the file says.
     pub settings: Settings,
     /// Things worth a warning that do not stop the run.
@@ -144,6 +148,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
         syslog: boolean(&root, "syslog")?,
         verbose: boolean(&root, "verbose")?,
         allow_read_only: boolean(&root, "allow_read_only")?,
+        lock_table: string(&root, "lock_table")?
+            .map(|text| LockTable::parse(&text))
+            .transpose()
+            .map_err(|e| format!("\"lock_table\": {e}"))?,
         settings,
         warnings,
     })

@@ -20,6 +20,7 @@ pub mod settings;
 mod sql;
 pub mod status;
 pub mod syslog;
+pub mod table;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tree;

@@ -433,7 +433,7 @@ pub fn introduction(
     about
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: buf is a live buffer of the length given.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
@@ -451,6 +451,8 @@ pub enum Check {
     Ours,
     /// No answer yet; the question stays open for the next check.
     Uncertain,
+    /// Table mode: not renewed yet, and why; there is time to try again.
+    Renewing(String),
     Lost(String),
 }
 

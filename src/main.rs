@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use sera::args::{self, Args, Look, Request};
 use sera::child::{self, Child};
 use sera::config::{self, Config};
+use sera::duration;
 use sera::failure::{cannot_run, connect_failure, no_turn};
 use sera::keeper::{self, Role};
 use sera::lock;
@@ -19,6 +20,7 @@ use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Asking, Connector, Turn};
 use sera::settings::{Lease, Settings};
 use sera::status;
+use sera::table::{self, LockTable};
 use sera::watch::{self, Ending, Watching};
 
 fn main() {
@@ -68,21 +70,42 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     );
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
-    let lease = lease(&args, &plan, reporter)?;
+    let lease = match &plan.lock_table {
+        // configure checked that the table's lease fits the settings.
+        Some(_) => Lease::Bounded(plan.settings.table_lease()),
+        None => lease(&args, &plan, reporter)?,
+    };
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
     // 4. Lock, or wait for whoever holds it. The same write makes the
-    //    session's idle timeout the lease.
-    let taking = Taking {
-        plan: &plan,
-        args: &args,
-        lease,
-        deadline,
-    };
-    let (turn, renewed_at) = take_lock(&mut conn, &taking, &mut connector, reporter)?;
-    let (held, seat) = match turn {
-        Turn::Ours { held, seat } => (held, seat),
-        Turn::Skip => return Ok(skipped(conn, &args, reporter)),
+    //    session's idle timeout the lease. In table mode the lock is a lease
+    //    row instead, and the command learns its fencing token.
+    let (held, seat, renewed_at, mut lease_row) = match &plan.lock_table {
+        Some(table) => match take_lease(
+            &mut conn,
+            table,
+            &plan,
+            &args,
+            deadline,
+            &mut connector,
+            &about,
+            reporter,
+        )? {
+            table::Taken::Ours(row) => (plan.lock_name.clone(), None, row.renewed_at, Some(row)),
+            table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
+        },
+        None => {
+            let taking = Taking {
+                plan: &plan,
+                args: &args,
+                lease,
+                deadline,
+            };
+            match take_lock(&mut conn, &taking, &mut connector, reporter)? {
+                (Turn::Ours { held, seat }, renewed_at) => (held, seat, renewed_at, None),
+                (Turn::Skip, _) => return Ok(skipped(conn, &args, reporter)),
+            }
+        }
     };
     let taken = Instant::now();
 
@@ -95,11 +118,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         Role::Front(keeper) => return Ok(keeper::front(keeper, conn, kill_after, reporter)),
         Role::Keeper => {}
     }
+    tell_the_command(&held, lease_row.as_ref().map(|row| row.token));
     let mut child = spawn(
         &mut conn,
         &program,
         &args,
-        &held,
         &signals,
         seat.as_deref(),
         reporter,
@@ -115,14 +138,19 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         lease,
         renewed_at,
     };
-    let ending = watch::watch(&mut conn, &mut child, &watching);
-    //    min_hold: a command done sooner keeps the lock that long anyway.
-    if let Ending::Exited { .. } = ending {
-        let until = taken + plan.settings.min_hold();
+    let ending = watch::watch(&mut conn, &mut child, &watching, lease_row.as_deref_mut());
+    //    min_hold: a command done sooner keeps the lock that long anyway;
+    //    a lease row keeps it by itself, so sera need not wait for that.
+    let until = taken + plan.settings.min_hold();
+    if let (None, Ending::Exited { .. }) = (&lease_row, &ending) {
         watch::min_hold(&mut conn, &mut child, &watching, until);
     }
 
-    // 7. Release: ending the session frees the lock at once.
+    // 7. Release: ending the session frees the lock at once; a lease row is
+    //    given back first.
+    if let (Some(row), Ending::Exited { .. }) = (&mut lease_row, &ending) {
+        row.release(&mut conn, duration::left(until));
+    }
     Ok(release(conn, ending, reporter))
 }
 
@@ -150,6 +178,8 @@ struct Plan {
     config: Config,
     lock_name: String,
     settings: Settings,
+    /// Table mode: the lock is a lease row in this table.
+    lock_table: Option<LockTable>,
 }
 
 /// Step 2: read the config, name the lock, set up the reporter, and refuse
@@ -186,10 +216,25 @@ fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
              (it makes a skipped run exit 205)",
         );
     }
+    let lock_table = args.lock_table.clone().or(config.lock_table.clone());
+    if let Some(why) = lock_table
+        .as_ref()
+        .and_then(|_| table::refuse_settings(&settings))
+    {
+        // 201 when a flag had a part in it, 200 when the config alone did.
+        let flags = args.lock_table.is_some()
+            || args.settings.shapes_the_lease()
+            || args.settings.slots() > 1;
+        return Err(match flags {
+            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
+            false => Failure::new(exit::CONFIG, format!("config {}", path.display()), why),
+        });
+    }
     Ok(Plan {
         config,
         lock_name,
         settings,
+        lock_table,
     })
 }
 
@@ -226,9 +271,12 @@ fn look(plan: &Plan, deadline: Instant, how: Look, reporter: &Reporter) -> Resul
     let connect = || Conn::connect_as(&plan.config.server, &about);
     let mut connector = Connector::new(&connect, deadline);
     let conn = connect_within(&mut connector, &plan.config, reporter)?;
-    match how.all {
-        true => status::show_all(conn, how.json),
-        false => status::show_status(conn, &plan.lock_name, plan.settings.slots(), how.json),
+    match (&plan.lock_table, how.all) {
+        (_, true) => status::show_all(conn, how.json),
+        (Some(table), false) => table::show_status(conn, table, &plan.lock_name, how.json),
+        (None, false) => {
+            status::show_status(conn, &plan.lock_name, plan.settings.slots(), how.json)
+        }
     }
 }
 
@@ -302,6 +350,33 @@ fn take_lock(
     Ok((turn, renewed_at))
 }
 
+/// Step 4 in table mode: the lease row, or the news that the run we waited
+/// for is over.
+#[allow(clippy::too_many_arguments)]
+fn take_lease(
+    conn: &mut Conn,
+    table: &LockTable,
+    plan: &Plan,
+    args: &Args,
+    deadline: Instant,
+    connector: &mut Connector,
+    about: &[(&'static str, String)],
+    reporter: &Reporter,
+) -> Result<table::Taken, Failure> {
+    let asking = table::Asking {
+        table,
+        lock_name: &plan.lock_name,
+        wait_and_skip: args.wait_and_skip,
+        wait: args.wait,
+        deadline,
+        settings: &plan.settings,
+        config: &plan.config,
+        about,
+        reporter,
+    };
+    table::take_lock(conn, &asking, connector)
+}
+
 /// `--wait-and-skip`, and the run we waited for is over: 0, or 205.
 fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
     conn.quit();
@@ -313,20 +388,28 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
     }
 }
 
-/// Step 5: start the command, which finds the name of its lock on the
-/// server in SERA_LOCK_NAME; only then give back the waiting-room seat, so
+/// Step 5, first: what the command may know of its lock, in its
+/// environment: the name held on the server (SERA_LOCK_NAME), and in table
+/// mode the fencing token of this grant (SERA_FENCING_TOKEN), for the job
+/// to pass on to what it writes.
+fn tell_the_command(held: &str, fencing_token: Option<u64>) {
+    // Sound: sera never starts a thread, so no one reads the environment now.
+    std::env::set_var("SERA_LOCK_NAME", held);
+    if let Some(token) = fencing_token {
+        std::env::set_var("SERA_FENCING_TOKEN", token.to_string());
+    }
+}
+
+/// Step 5: start the command; only then give back the waiting-room seat, so
 /// that the round trip does not delay the command's start.
 fn spawn(
     conn: &mut Conn,
     program: &Path,
     args: &Args,
-    held: &str,
     signals: &child::Signals,
     seat: Option<&str>,
     reporter: &Reporter,
 ) -> Result<Child, Failure> {
-    // Sound: sera never starts a thread, so no one reads the environment now.
-    std::env::set_var("SERA_LOCK_NAME", held);
     // SAFETY: sera never starts a thread.
     let child = unsafe { child::spawn(program, &args.command, signals) }
         .map_err(|e| cannot_run(&args.command[0], e))?;

@@ -72,6 +72,19 @@ pub const NOT_SUPPORTED_YET: u16 = 1235;
 /// "Unknown system variable": a server without `super_read_only` or
 /// `wsrep_on`, asked for it along with the first GET_LOCK.
 pub const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+/// "Lock wait timeout" and "Deadlock found": a write that lost to another
+/// (on Galera: to another node's, at certification). Try it again.
+pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+pub const DEADLOCK: u16 = 1213;
+/// "WSREP has not yet prepared node for application use", and a write that
+/// failed because the node left the cluster's primary component: this node
+/// cannot write now; another may.
+pub const NODE_NOT_READY: u16 = 1047;
+pub const NODE_LEFT_CLUSTER: u16 = 1180;
+/// "Table doesn't exist", "Unknown database", and a statement refused for
+/// want of a privilege on a table.
+pub const NO_SUCH_TABLE: u16 = 1146;
+pub const TABLE_ACCESS_DENIED: u16 = 1142;
 
 /// Why a conversation with the server failed.
 #[derive(Debug)]
@@ -188,6 +201,15 @@ impl Stream {
 
 /// One row of a result: `None` is SQL NULL.
 pub type Row = Vec<Option<String>>;
+
+/// What the OK packet of a write says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows changed (1 for an insert, 2 for an ON DUPLICATE KEY UPDATE that
+    /// changed the row, 0 for one that left it as it was).
+    pub rows: u64,
+    pub last_insert_id: u64,
+}
 
 /// An authenticated session.
 pub struct Conn {
@@ -329,6 +351,33 @@ impl Conn {
     /// as SET, sent with `send_query`.
     pub fn read_done(&mut self, timeout: Duration) -> Result<(), Error> {
         self.read_ok(Instant::now() + timeout)
+    }
+
+    /// Read the OK that answers a write sent with `send_query`: how many rows
+    /// it changed, and the value of LAST_INSERT_ID(expr) it set. sera never
+    /// asks for CLIENT_FOUND_ROWS, so a row that an UPDATE matched but left
+    /// as it was counts 0. If it times out, nothing is lost: calling it
+    /// again goes on waiting for the same reply.
+    pub fn read_written(&mut self, timeout: Duration) -> Result<Written, Error> {
+        let deadline = Instant::now() + timeout;
+        let (start, end) = self.packet_at(0, self.seq, deadline)?;
+        let packet = self.inbox[start..end].to_vec();
+        self.inbox.drain(..end);
+        self.seq = self.seq.wrapping_add(1);
+        match packet.first() {
+            Some(0x00) => {
+                let mut buf = ParseBuf(&packet[1..]);
+                match (buf.checked_eat_lenenc_int(), buf.checked_eat_lenenc_int()) {
+                    (Some(rows), Some(last_insert_id)) => Ok(Written {
+                        rows,
+                        last_insert_id,
+                    }),
+                    _ => Err(protocol("unreadable OK packet from the server")),
+                }
+            }
+            Some(0xff) => Err(server_error(&packet, self.capabilities)),
+            _ => Err(protocol("expected an OK packet from the server")),
+        }
     }
 
     /// Say goodbye. The server frees every lock of the session when it ends,

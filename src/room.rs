@@ -61,35 +61,44 @@ pub fn leave(conn: &mut Conn, seat: Option<&str>) -> Result<(), Error> {
     }
 }
 
-/// Growing, jittered pauses between tries from outside the room.
-struct Backoff {
+/// Growing, jittered pauses between tries from outside the room (and
+/// between the polls of a waiter in table mode).
+pub(crate) struct Backoff {
     next: Duration,
+    ceiling: Duration,
     /// A small xorshift state: jitter needs no more than this.
     random: u64,
 }
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Backoff {
-            next: FIRST_RETRY,
-            // Hosts started by the same cron tick differ at least in pid.
-            random: now ^ (u64::from(std::process::id()) << 32) | 1,
-        }
+        Backoff::new(FIRST_RETRY, CEILING)
     }
 }
 
 impl Backoff {
+    /// Pauses of about `first` (half of it either way), doubling up to
+    /// about `ceiling`: never more than one and a half times `ceiling`.
+    pub(crate) fn new(first: Duration, ceiling: Duration) -> Backoff {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Backoff {
+            next: first,
+            ceiling,
+            // Hosts started by the same cron tick differ at least in pid.
+            random: now ^ (u64::from(std::process::id()) << 32) | 1,
+        }
+    }
+
     /// Sleep the next pause, cut short at `deadline`.
-    fn sleep(&mut self, deadline: Instant) {
+    pub(crate) fn sleep(&mut self, deadline: Instant) {
         self.random ^= self.random << 13;
         self.random ^= self.random >> 7;
         self.random ^= self.random << 17;
         // Between half and one and a half times the pause.
         let pause = self.next / 2 + Duration::from_nanos(self.random % self.next.as_nanos() as u64);
-        self.next = (self.next * 2).min(CEILING);
+        self.next = (self.next * 2).min(self.ceiling);
         std::thread::sleep(pause.min(left(deadline)));
     }
 }

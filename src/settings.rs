@@ -195,6 +195,13 @@ impl Settings {
         (!interval.is_zero()).then_some(interval)
     }
 
+    /// Table mode's lease: how long the lock outlives the last renewal the
+    /// server received, 30 s unless given. (The DSN's wait_timeout has no
+    /// part in it: the session is not the lock there.)
+    pub fn table_lease(&self) -> Duration {
+        self.lease.unwrap_or(DEFAULT_LEASE)
+    }
+
     pub fn on_lost(&self) -> OnLost {
         self.on_lost.unwrap_or(OnLost::Term)
     }

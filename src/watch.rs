@@ -11,6 +11,10 @@
 //! `stop_by - kill_after`, whatever check_interval says. A keeper that wakes
 //! past `stop_by` (its host was frozen or suspended) may find the lock
 //! already someone else's: it SIGKILLs the tree at once.
+//!
+//! In table mode the renewals are UPDATEs of the lease row (table.rs), on
+//! the same deadlines; a dropped connection there is a reconnect and a
+//! renewal, tried again until the stopping must start.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,7 @@ use crate::lock::{self, clock, Check};
 use crate::mysql::Conn;
 use crate::report::{exit, Failure, Reporter};
 use crate::settings::{Lease, OnLost, Orphans, Settings, CHECK_DEADLINE, LEASE_MARGIN};
+use crate::table;
 use crate::tree;
 
 /// What `watch` needs to know about the run.
@@ -37,6 +42,10 @@ pub struct Watching<'a> {
 /// end: a zero wait would not even read an answer already there.
 const SHORTEST_READ: Duration = Duration::from_millis(50);
 
+/// In table mode, a renewal in trouble (the link dropped, the node left
+/// its cluster, a write lost a race) is tried again this soon.
+const RETRY_RENEWAL: Duration = Duration::from_millis(250);
+
 /// How the watch ended.
 pub enum Ending {
     /// The command exited with this wait status, and what it left behind
@@ -46,11 +55,61 @@ pub enum Ending {
     LockLost,
 }
 
+/// What the checks renew: the session that holds the GET_LOCK, or in table
+/// mode the lease row.
+enum Renewal<'a> {
+    Session(lock::Watch),
+    Row(&'a mut table::Lease),
+}
+
+impl Renewal<'_> {
+    /// When the last renewal the server confirmed was sent (`lock::clock`).
+    fn renewed_at(&self) -> Duration {
+        match self {
+            Renewal::Session(watch) => watch.renewed_at,
+            Renewal::Row(lease) => lease.renewed_at,
+        }
+    }
+
+    fn check(&mut self, conn: &mut Conn, deadline: Duration) -> Check {
+        match self {
+            Renewal::Session(watch) => watch.check(conn, deadline),
+            Renewal::Row(lease) => lease.renew(conn, deadline),
+        }
+    }
+
+    /// Why the stopping starts, when no renewal has been confirmed lately.
+    fn unanswered(&self, since: Duration, ends_in: Duration) -> String {
+        match self {
+            Renewal::Session(_) => format!(
+                "the server has not answered since {} s ago; the lease ends in {} s",
+                tenths(since),
+                tenths(ends_in)
+            ),
+            Renewal::Row(lease) => format!(
+                "could not renew the lease for {} s ({}); it ends in {} s",
+                tenths(since),
+                lease.trouble().unwrap_or("no answer from the server"),
+                tenths(ends_in)
+            ),
+        }
+    }
+}
+
 /// Wait for the command and for whatever it leaves behind, checking now and
-/// then that the lock is still ours.
-pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending {
+/// then that the lock is still ours: in table mode (`lease_row`) each check
+/// renews the lease row.
+pub fn watch(
+    conn: &mut Conn,
+    child: &mut Child,
+    watching: &Watching,
+    lease_row: Option<&mut table::Lease>,
+) -> Ending {
     let settings = watching.settings;
-    let mut lock_watch = lock::Watch::new(watching.lock_name, watching.renewed_at);
+    let mut renewal = match lease_row {
+        Some(row) => Renewal::Row(row),
+        None => Renewal::Session(lock::Watch::new(watching.lock_name, watching.renewed_at)),
+    };
     let mut check_every = settings.check_every();
     let mut lease = match watching.lease {
         Lease::Bounded(lease) if check_every.is_some() => Some(lease),
@@ -59,7 +118,7 @@ pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending 
     let mut next_check = check_every.map(|every| clock() + every);
     loop {
         // When the tree must be dead, and when to start stopping it.
-        let stop_by = lease.map(|lease| lock_watch.renewed_at + lease - LEASE_MARGIN);
+        let stop_by = lease.map(|lease| renewal.renewed_at() + lease - LEASE_MARGIN);
         let stop_from = stop_by.map(|by| by.saturating_sub(settings.kill_after()));
         let now = clock();
         let why = match (stop_by, stop_from) {
@@ -70,11 +129,9 @@ pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending 
                 (check_every, lease, next_check) = (None, None, None);
                 continue;
             }
-            (Some(by), Some(from)) if now >= from => format!(
-                "the server has not answered since {} s ago; the lease ends in {} s",
-                tenths(now - lock_watch.renewed_at),
-                tenths(by + LEASE_MARGIN - now)
-            ),
+            (Some(by), Some(from)) if now >= from => {
+                renewal.unanswered(now - renewal.renewed_at(), by + LEASE_MARGIN - now)
+            }
             _ => {
                 let until = [next_check, stop_from].into_iter().flatten().min();
                 match child.wait(until.map(|t| t.saturating_sub(now))) {
@@ -120,15 +177,23 @@ pub fn watch(conn: &mut Conn, child: &mut Child, watching: &Watching) -> Ending 
                     Some(from) => CHECK_DEADLINE.min(from.saturating_sub(now)),
                     None => CHECK_DEADLINE,
                 };
-                let check = lock_watch.check(conn, deadline.max(SHORTEST_READ));
+                let check = renewal.check(conn, deadline.max(SHORTEST_READ));
                 next_check = Some(clock() + every);
                 match check {
                     Check::Ours => continue,
+                    Check::Renewing(why) => {
+                        // Sooner than the interval: the lease runs on.
+                        next_check = Some(clock() + every.min(RETRY_RENEWAL));
+                        watching
+                            .reporter
+                            .progress(&format!("the lease is not renewed yet: {why}"));
+                        continue;
+                    }
                     Check::Uncertain => {
                         watching.reporter.progress(&format!(
                             "no answer to the lock check; the server last answered one \
                              sent {} s ago",
-                            tenths(clock() - lock_watch.renewed_at)
+                            tenths(clock() - renewal.renewed_at())
                         ));
                         continue;
                     }

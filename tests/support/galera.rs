@@ -48,6 +48,9 @@ const START_DEADLINE: Duration = Duration::from_secs(90);
 #[allow(dead_code)]
 pub struct Cluster {
     nodes: Vec<Node>,
+    /// The cluster's name and gcomm:// address, for a node that rejoins.
+    name: String,
+    address: String,
     /// How long `start` took, for the record.
     pub started_in: Duration,
 }
@@ -107,6 +110,25 @@ impl Cluster {
         }
     }
 
+    /// Start again every node that was killed, and wait until all three are
+    /// synced again. A node killed mid-write rejoins by a state transfer
+    /// from a survivor (rsync), which takes a few seconds.
+    pub fn restart_killed(&mut self) {
+        let started = Instant::now();
+        let (name, address) = (self.name.clone(), self.address.clone());
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if node.child.is_none() {
+                let _ = fs::remove_file(node.socket());
+                node.launch(&name, &address, i + 1, false)
+                    .unwrap_or_else(|e| panic!("cannot restart node {}: {e}", i + 1));
+            }
+        }
+        for node in &mut self.nodes {
+            node.wait_until_synced(started)
+                .unwrap_or_else(|e| panic!("a restarted node did not rejoin: {e}"));
+        }
+    }
+
     /// The client ports of all nodes, node 1 first (e.g. for a failover relay).
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|node| node.port).collect()
@@ -140,6 +162,8 @@ impl Cluster {
         }
         Ok(Cluster {
             nodes,
+            name,
+            address,
             started_in: started.elapsed(),
         })
     }

@@ -269,7 +269,7 @@ impl Server {
 }
 
 impl Server {
-    fn try_sql(&self, query: &str) -> Result<String, String> {
+    pub fn try_sql(&self, query: &str) -> Result<String, String> {
         let output = Command::new(mariadb_client())
             .arg("--no-defaults")
             .arg("--user=root")
