@@ -248,3 +248,56 @@ fn settings_table_mode_cannot_keep_are_refused() {
     );
     assert_eq!(config.run(&["0", "true"]).code, 200);
 }
+
+#[test]
+fn min_hold_is_kept_by_the_row_and_sera_exits_at_once() {
+    let server = Server::shared();
+    let s = Setup::new(&server.dsn());
+    let table = "sera_test.held";
+    let count = s.dir.join("count");
+    let job = format!("echo ran >> {}; exit 3", count.display());
+    let ran = || {
+        std::fs::read_to_string(&count)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    // An hour's hold: sera is back with the command's status, and the row
+    // still holds the lock without it.
+    let first = s.run(&args(
+        table,
+        "hour",
+        &["--min-hold", "1h", "0", "sh", "-c", &job],
+    ));
+    assert_eq!(first.code, 3, "{}", first.stderr);
+    assert!(
+        row(server, table, "hour").ends_with("|1"),
+        "held after sera left"
+    );
+    let late = s.run(&args(table, "hour", &["0", "sh", "-c", &job]));
+    assert_eq!(late.code, 204, "{}", late.stderr);
+    assert_eq!(ran(), 1);
+
+    // A short hold: a late host with --wait-and-skip waits it out and skips.
+    let first = s.run(&args(
+        table,
+        "short",
+        &["--min-hold", "2s", "0", "sh", "-c", &job],
+    ));
+    assert_eq!(first.code, 3, "{}", first.stderr);
+    let late = s.run(&args(
+        table,
+        "short",
+        &[
+            "--wait-and-skip",
+            "--detailed-exit-codes",
+            "20",
+            "sh",
+            "-c",
+            &job,
+        ],
+    ));
+    assert_eq!(late.code, 205, "{}", late.stderr);
+    assert_eq!(ran(), 2, "the late host did not run it again");
+}
