@@ -13,6 +13,7 @@ pub mod keeper;
 pub mod lock;
 pub mod md5;
 pub mod mysql;
+pub mod plan;
 pub mod report;
 pub mod room;
 mod server_key;

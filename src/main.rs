@@ -4,23 +4,23 @@
 //! `run` is its seven steps, one call each, and each step's function follows
 //! it in order.
 
-use std::ffi::OsString;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sera::args::{self, Args, Look, Request};
 use sera::child::{self, Child};
-use sera::config::{self, Config};
+use sera::config::Config;
 use sera::duration;
-use sera::failure::{cannot_run, connect_failure, no_turn};
+use sera::failure::{cannot_run, connect_failure};
 use sera::keeper::{self, Role};
 use sera::lock;
 use sera::mysql::Conn;
+use sera::plan::{self, Plan, Taking};
 use sera::report::{exit, say, Failure, Reporter};
-use sera::room::{self, Asking, Connector, Turn};
-use sera::settings::{Lease, Settings};
+use sera::room::{self, Connector, Turn};
+use sera::settings::Lease;
 use sera::status;
-use sera::table::{self, LockTable};
+use sera::table;
 use sera::watch::{self, Ending, Watching};
 
 fn main() {
@@ -45,7 +45,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
 
     // 2. Config: /etc/sera.json, or --config, or SERA_CONFIG, and what it
     //    and the flags make of this run.
-    let plan = configure(&args, reporter)?;
+    let plan = plan::configure(&args, reporter)?;
 
     // `sera status` only looks: it connects, asks who holds the lock, and
     // says so.
@@ -73,39 +73,32 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     let lease = match &plan.lock_table {
         // configure checked that the table's lease fits the settings.
         Some(_) => Lease::Bounded(plan.settings.table_lease()),
-        None => lease(&args, &plan, reporter)?,
+        None => plan::lease(&args, &plan, reporter)?,
     };
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
     // 4. Lock, or wait for whoever holds it. The same write makes the
     //    session's idle timeout the lease. In table mode the lock is a lease
     //    row instead, and the command learns its fencing token.
+    let taking = Taking {
+        plan: &plan,
+        args: &args,
+        lease,
+        deadline,
+    };
     let (held, seat, renewed_at, mut lease_row) = match &plan.lock_table {
-        Some(table) => match take_lease(
-            &mut conn,
-            table,
-            &plan,
-            &args,
-            deadline,
-            &mut connector,
-            &about,
-            reporter,
-        )? {
-            table::Taken::Ours(row) => (plan.lock_name.clone(), None, row.renewed_at, Some(row)),
-            table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
-        },
-        None => {
-            let taking = Taking {
-                plan: &plan,
-                args: &args,
-                lease,
-                deadline,
-            };
-            match take_lock(&mut conn, &taking, &mut connector, reporter)? {
-                (Turn::Ours { held, seat }, renewed_at) => (held, seat, renewed_at, None),
-                (Turn::Skip, _) => return Ok(skipped(conn, &args, reporter)),
+        Some(table) => {
+            match table::take_turn(&mut conn, table, &taking, &mut connector, &about, reporter)? {
+                table::Taken::Ours(row) => {
+                    (plan.lock_name.clone(), None, row.renewed_at, Some(row))
+                }
+                table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
             }
         }
+        None => match room::take_turn(&mut conn, &taking, &mut connector, reporter)? {
+            (Turn::Ours { held, seat }, renewed_at) => (held, seat, renewed_at, None),
+            (Turn::Skip, _) => return Ok(skipped(conn, &args, reporter)),
+        },
     };
     let taken = Instant::now();
 
@@ -173,98 +166,6 @@ fn arguments() -> Result<Option<(Args, Option<Look>)>, Failure> {
     }
 }
 
-/// What the config and the flags make of this run.
-struct Plan {
-    config: Config,
-    lock_name: String,
-    settings: Settings,
-    /// Table mode: the lock is a lease row in this table.
-    lock_table: Option<LockTable>,
-}
-
-/// Step 2: read the config, name the lock, set up the reporter, and refuse
-/// flags that contradict each other.
-fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> {
-    let path = config::choose_path(args.config.clone());
-    let config = config::load(&path)
-        .map_err(|why| Failure::new(exit::CONFIG, format!("config {}", path.display()), why))?;
-    let lock_name = match &args.name {
-        Some(name) => name.clone(),
-        None => lock::name(&args.command),
-    };
-    reporter.verbose = args.verbose || config.verbose;
-    reporter.context = format!("lock {lock_name}: {}", command_line(&args.command));
-    if config.syslog {
-        reporter.use_syslog();
-    }
-    for warning in &config.warnings {
-        reporter.warn(&format!("config {}: {warning}", path.display()));
-    }
-    let settings = args.settings.or(config.settings);
-    if args.wait_and_skip && settings.slots() > 1 {
-        return Err(Failure::new(
-            exit::ARGUMENTS,
-            "bad arguments",
-            "--wait-and-skip runs a command once while slots let several run at once: \
-             use one or the other",
-        )
-        .hint(format!("{}; see sera --help", args::USAGE)));
-    }
-    if args.detailed_exit_codes && !args.wait_and_skip {
-        reporter.warn(
-            "--detailed-exit-codes does nothing without --wait-and-skip \
-             (it makes a skipped run exit 205)",
-        );
-    }
-    let lock_table = args.lock_table.clone().or(config.lock_table.clone());
-    if let Some(why) = lock_table
-        .as_ref()
-        .and_then(|_| table::refuse_settings(&settings))
-    {
-        // 201 when a flag had a part in it, 200 when the config alone did.
-        let flags = args.lock_table.is_some()
-            || args.settings.shapes_the_lease()
-            || args.settings.slots() > 1;
-        return Err(match flags {
-            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
-            false => Failure::new(exit::CONFIG, format!("config {}", path.display()), why),
-        });
-    }
-    Ok(Plan {
-        config,
-        lock_name,
-        settings,
-        lock_table,
-    })
-}
-
-/// The lease of this run, or why the settings cannot fit one: a bad
-/// argument (201) if a flag shaped it, else a bad config (200).
-fn lease(args: &Args, plan: &Plan, reporter: &Reporter) -> Result<Lease, Failure> {
-    let dsn_wait_timeout = plan
-        .config
-        .server
-        .session_var("wait_timeout")
-        .and_then(|v| v.parse().ok());
-    for warning in plan.settings.warnings(dsn_wait_timeout) {
-        reporter.warn(&warning);
-    }
-    let flag = |key: &str| match args.settings.given(key) {
-        true => format!("--{}", key.replace('_', "-")),
-        false => key.to_string(),
-    };
-    plan.settings.lease(dsn_wait_timeout, &flag).map_err(|why| {
-        match args.settings.shapes_the_lease() {
-            true => Failure::new(exit::ARGUMENTS, "bad arguments", why),
-            false => Failure::new(
-                exit::CONFIG,
-                format!("config {}", plan.config.path.display()),
-                why,
-            ),
-        }
-    })
-}
-
 /// `sera status`: step 3, then who holds the lock, on stdout.
 fn look(plan: &Plan, deadline: Instant, how: Look, reporter: &Reporter) -> Result<i32, Failure> {
     let about = lock::introduction(&plan.lock_name, plan.settings.slots(), None);
@@ -296,85 +197,6 @@ fn connect_within(
         conn.connection_id()
     ));
     Ok(conn)
-}
-
-/// What step 4 needs to know.
-struct Taking<'a> {
-    plan: &'a Plan,
-    args: &'a Args,
-    lease: Lease,
-    /// When `<wait>` is over.
-    deadline: Instant,
-}
-
-/// Step 4: the lock, or a slot of it, or the news that the run we waited
-/// for is over; and when the grant restarted the server's idle clock, from
-/// which the lease runs (`lock::clock`). The same round trip sets the
-/// session's idle timeout to the lease.
-fn take_lock(
-    conn: &mut Conn,
-    taking: &Taking,
-    connector: &mut Connector,
-    reporter: &Reporter,
-) -> Result<(Turn, Duration), Failure> {
-    let Taking {
-        plan,
-        args,
-        lease,
-        deadline,
-    } = *taking;
-    let asked = Instant::now();
-    let sent = lock::clock();
-    let keep_session = lock::keep_session_sql(&plan.config.server, lease);
-    let asking = Asking {
-        lock_name: &plan.lock_name,
-        args,
-        deadline,
-        settings: &plan.settings,
-        keep_session: keep_session.as_deref(),
-        allow_read_only: plan.config.allow_read_only,
-        reporter,
-    };
-    let turn = room::take_lock(conn, &asking, connector)
-        .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
-    // The server's idle clock restarted when it granted the lock, which was
-    // no later than the answer came; a second less allows for the way
-    // back. Never before the GET_LOCK was first sent.
-    let renewed_at = sent.max(lock::clock().saturating_sub(Duration::from_secs(1)));
-    if let Turn::Ours { held, .. } = &turn {
-        reporter.event(&format!(
-            "acquired the lock {held} after {} ms",
-            asked.elapsed().as_millis()
-        ));
-    }
-    Ok((turn, renewed_at))
-}
-
-/// Step 4 in table mode: the lease row, or the news that the run we waited
-/// for is over.
-#[allow(clippy::too_many_arguments)]
-fn take_lease(
-    conn: &mut Conn,
-    table: &LockTable,
-    plan: &Plan,
-    args: &Args,
-    deadline: Instant,
-    connector: &mut Connector,
-    about: &[(&'static str, String)],
-    reporter: &Reporter,
-) -> Result<table::Taken, Failure> {
-    let asking = table::Asking {
-        table,
-        lock_name: &plan.lock_name,
-        wait_and_skip: args.wait_and_skip,
-        wait: args.wait,
-        deadline,
-        settings: &plan.settings,
-        config: &plan.config,
-        about,
-        reporter,
-    };
-    table::take_lock(conn, &asking, connector)
 }
 
 /// `--wait-and-skip`, and the run we waited for is over: 0, or 205.
@@ -432,10 +254,4 @@ fn release(mut conn: Conn, ending: Ending, reporter: &Reporter) -> i32 {
             child::exit_code(status)
         }
     }
-}
-
-/// The command as one line, for logs; the lock name is the MD5 of this.
-fn command_line(command: &[OsString]) -> String {
-    let words: Vec<_> = command.iter().map(|a| a.to_string_lossy()).collect();
-    words.join(" ")
 }

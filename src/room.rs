@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::args::Args;
 use crate::duration::{left, seconds};
+use crate::failure::no_turn;
 use crate::lock::{self, Granter, Probe, Refused};
 use crate::mysql::{self, Conn, Error};
+use crate::plan::Taking;
+use crate::report::Failure;
 use crate::report::Reporter;
 use crate::settings::Settings;
 use crate::status::{self, Holder};
@@ -170,6 +173,49 @@ pub enum NoTurn {
     /// The server that answered is no place for this lock: read-only (a
     /// replica) or a Galera node. The lock, if taken, was given back.
     WrongServer(Granter),
+}
+
+/// Step 4 of a run in GET_LOCK mode: the lock, or a slot of it, or the news that the run we waited
+/// for is over; and when the grant restarted the server's idle clock, from
+/// which the lease runs (`lock::clock`). The same round trip sets the
+/// session's idle timeout to the lease.
+pub fn take_turn(
+    conn: &mut Conn,
+    taking: &Taking,
+    connector: &mut Connector,
+    reporter: &Reporter,
+) -> Result<(Turn, Duration), Failure> {
+    let Taking {
+        plan,
+        args,
+        lease,
+        deadline,
+    } = *taking;
+    let asked = Instant::now();
+    let sent = lock::clock();
+    let keep_session = lock::keep_session_sql(&plan.config.server, lease);
+    let asking = Asking {
+        lock_name: &plan.lock_name,
+        args,
+        deadline,
+        settings: &plan.settings,
+        keep_session: keep_session.as_deref(),
+        allow_read_only: plan.config.allow_read_only,
+        reporter,
+    };
+    let turn = take_lock(conn, &asking, connector)
+        .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
+    // The server's idle clock restarted when it granted the lock, which was
+    // no later than the answer came; a second less allows for the way
+    // back. Never before the GET_LOCK was first sent.
+    let renewed_at = sent.max(lock::clock().saturating_sub(Duration::from_secs(1)));
+    if let Turn::Ours { held, .. } = &turn {
+        reporter.event(&format!(
+            "acquired the lock {held} after {} ms",
+            asked.elapsed().as_millis()
+        ));
+    }
+    Ok((turn, renewed_at))
 }
 
 /// What `take_lock` needs to know about the run.

@@ -31,6 +31,7 @@ use crate::duration::{self, seconds, tenths};
 use crate::failure::connect_failure;
 use crate::lock::{self, Check};
 use crate::mysql::{self, Conn, Error, Written};
+use crate::plan::Taking;
 use crate::report::{exit, say, Failure, Reporter};
 use crate::room::{Backoff, Connector};
 use crate::settings::{Settings, CHECK_DEADLINE, LEASE_MARGIN};
@@ -237,6 +238,30 @@ fn try_take(conn: &mut Conn, sql: &str) -> Result<Option<u64>, Error> {
     let timeout = conn.reply_timeout();
     let written = write(conn, sql, timeout)?;
     Ok(matches!(written.rows, 1 | 2).then_some(written.last_insert_id))
+}
+
+/// Step 4 of a run in table mode: the lease row, or the news that the run we waited
+/// for is over. `about` is what a reconnection tells the server.
+pub fn take_turn(
+    conn: &mut Conn,
+    table: &LockTable,
+    taking: &Taking,
+    connector: &mut Connector,
+    about: &[(&'static str, String)],
+    reporter: &Reporter,
+) -> Result<Taken, Failure> {
+    let asking = Asking {
+        table,
+        lock_name: &taking.plan.lock_name,
+        wait_and_skip: taking.args.wait_and_skip,
+        wait: taking.args.wait,
+        deadline: taking.deadline,
+        settings: &taking.plan.settings,
+        config: &taking.plan.config,
+        about,
+        reporter,
+    };
+    take_lock(conn, &asking, connector)
 }
 
 /// What `take_lock` needs to know about the run.
