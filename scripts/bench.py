@@ -13,7 +13,7 @@ and the SERA_BENCH_* knobs that scripts/bench.sh documents. It prints the
 markdown tables on stdout and exits 1 if a budget or a correctness check
 fails.
 """
-import os, sys, time, json, signal, threading, subprocess, datetime, platform
+import os, random, sys, time, json, signal, threading, subprocess, datetime, platform
 
 SERA = os.environ["SERA_BIN"]
 STAMP = os.environ["STAMP_BIN"]
@@ -394,6 +394,60 @@ for name, fmt in [
     print(f"| {name} | " + " | ".join(fmt(r) for r in races.values()) + " |")
 print(f"| contended throughput × the Go sera's | "
       + (f"{race_vs_go:.2f} ×" if race_vs_go else GO_SERA_NOTE) + " |" + " |" * (len(races) - 1))
+print()
+
+# ---------------------------------------------------------------------------
+# A semaphore's idle slots
+# ---------------------------------------------------------------------------
+def slot_gaps(slots, racers, runs, stamps):
+    """`racers` threads run `sera --slots N 30 <stamp>` on jobs of 10 to 90 ms
+    (random) until `runs` have started: always more waiters than slots, so a
+    freed slot should be taken at once. The k-th end lets the (k+N)-th start
+    in: the gaps between them, in ms, with the most running at once."""
+    counter = {"started": 0}
+    counter_lock = threading.Lock()
+    codes = []
+
+    def racer(i):
+        rng = random.Random(i)
+        while True:
+            with counter_lock:
+                if counter["started"] >= runs:
+                    return
+                counter["started"] += 1
+            env = dict(os.environ, STAMP_ID=f"s{i}", STAMP_SLEEP_MS=str(rng.randint(10, 90)))
+            codes.append(run([SERA, "--config", CFG_TCP, "--slots", str(slots), "30", STAMP, stamps], env)[2])
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = read_stamps(stamps)
+    starts = sorted(r[1] for r in rows)
+    ends = sorted(r[2] for r in rows)
+    events = sorted([(e, -1) for e in ends] + [(b, 1) for b in starts])
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    gaps = [(starts[k + slots] - ends[k]) / 1e6 for k in range(len(ends) - slots)]
+    return {"gaps": gaps, "most": most, "runs": len(rows), "codes": codes}
+
+
+SLOT_SLOTS, SLOT_RACERS, SLOT_RUNS = 2, 5, 60
+log(f"slots: {SLOT_RACERS} racers on {SLOT_SLOTS} slots, {SLOT_RUNS} runs")
+sg = slot_gaps(SLOT_SLOTS, SLOT_RACERS, SLOT_RUNS, os.path.join(WORK, "slots.stamps"))
+if sg["runs"] != SLOT_RUNS or any(c != 0 for c in sg["codes"]) or sg["most"] > SLOT_SLOTS:
+    failures.append(f"slots: {sg['runs']} of {SLOT_RUNS} runs recorded, at most {sg['most']} at once, "
+                    f"exit codes {sorted(set(sg['codes']))}")
+print(f"## A semaphore's idle slots ({SLOT_RACERS} racers on `--slots {SLOT_SLOTS}`, {SLOT_RUNS} runs "
+      "of 10–90 ms jobs)\n")
+print("| measure | sera |")
+print("| --- | ---: |")
+print(f"| a freed slot idle while others wait (end → next start), p50 | {pct(sg['gaps'], 50):.1f} ms |")
+print(f"| the same, p90 / max | {pct(sg['gaps'], 90):.1f} / {max(sg['gaps'], default=float('nan')):.1f} ms |")
+print(f"| most running at once (must be ≤ {SLOT_SLOTS}) | {sg['most']} |")
 print()
 
 # ---------------------------------------------------------------------------
