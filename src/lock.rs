@@ -174,8 +174,12 @@ pub(crate) fn base(name: &str) -> String {
 }
 
 /// How long the first waiter in line waits on one slot before it looks at
-/// all of them again: a slot freed elsewhere stays unused at most this long.
-const SLOT_BEAT: Duration = Duration::from_secs(1);
+/// all of them again: a slot freed elsewhere stays unused at most this long
+/// (about half of it on average). Each beat is one short statement of the
+/// head's, ten a second while the semaphore is full: waiting on every slot
+/// at once would need a connection per slot. MySQL rounds a GET_LOCK wait up
+/// to whole seconds, so there the beat is 1 s.
+const SLOT_BEAT: Duration = Duration::from_millis(100);
 
 /// Take the lock, or with slots any free slot, without waiting; failing
 /// that, one of `seats` (a few of the waiting room's, for a run that may
@@ -336,8 +340,8 @@ pub fn wait_take(
 /// waiting until `deadline`. A free slot is taken at once. Otherwise only
 /// the first waiter in line, who holds the turnstile, waits on the server,
 /// on one slot at a time; the others wait on the turnstile. So a full
-/// semaphore costs the server one blocked query per waiter and one more per
-/// second, and nobody polls.
+/// semaphore costs the server one blocked query per waiter and the head's
+/// ten short ones a second (`SLOT_BEAT`).
 fn acquire_slot(
     conn: &mut Conn,
     name: &str,
