@@ -156,9 +156,13 @@ pub fn slot_names(name: &str, slots: u32) -> Vec<String> {
 /// the seats of a waiting room (kind "room"). A NAME over 52 characters is
 /// replaced by its MD5, so that every name stays within 64 characters.
 pub fn numbered(name: &str, kind: &str, count: u32) -> Vec<String> {
-    (1..=count)
-        .map(|i| format!("{}#{kind}{i}", base(name)))
-        .collect()
+    numbered_from(name, kind, 1..=count)
+}
+
+/// The names of `numbered` with the numbers `which` only.
+pub fn numbered_from(name: &str, kind: &str, which: impl Iterator<Item = u32>) -> Vec<String> {
+    let base = base(name);
+    which.map(|i| format!("{base}#{kind}{i}")).collect()
 }
 
 /// `NAME#queue`, where the waiters for a semaphore's slots line up.

@@ -64,16 +64,10 @@ fn first_try_seats(name: &str, seats: u32, may_wait: bool, random: u64) -> Vec<S
     if !may_wait || seats == 0 {
         return Vec::new();
     }
-    let all = lock::numbered(name, "room", seats);
-    let offered = SEATS_IN_FIRST_TRY.min(seats) as usize;
     // Consecutive seats from a random one on: as good as any pick here.
-    let from = (random % u64::from(seats)) as usize;
-    all.iter()
-        .cycle()
-        .skip(from)
-        .take(offered)
-        .cloned()
-        .collect()
+    let from = (random % u64::from(seats)) as u32;
+    let offered = (0..SEATS_IN_FIRST_TRY.min(seats)).map(|k| (from + k) % seats + 1);
+    lock::numbered_from(name, "room", offered)
 }
 
 /// Give the seat back, so the next waiter outside can have it.
@@ -308,4 +302,23 @@ fn timed_out(conn: &mut Conn, lock_name: &str, slots: u32) -> NoTurn {
         _ => None,
     };
     NoTurn::TimedOut { holder }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_try_offers_two_seats_of_the_room_and_none_without_a_wait() {
+        for random in [0, 7, 15, 16, u64::MAX] {
+            let seats = first_try_seats("job", 16, true, random);
+            assert_eq!(seats.len(), 2, "{seats:?}");
+            assert_ne!(seats[0], seats[1]);
+            let room = lock::numbered("job", "room", 16);
+            assert!(seats.iter().all(|s| room.contains(s)), "{seats:?}");
+        }
+        assert_eq!(first_try_seats("job", 1, true, 5), ["job#room1"]);
+        assert!(first_try_seats("job", 16, false, 5).is_empty());
+        assert!(first_try_seats("job", 0, true, 5).is_empty());
+    }
 }
