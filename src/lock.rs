@@ -374,7 +374,10 @@ fn wait_in_line(
     slot_names: &[String],
     deadline: Instant,
 ) -> Result<String, Refused> {
-    let mut next = 0;
+    // Each head starts on another slot (connection ids are consecutive):
+    // were all to start on the first, a slot held long would have every
+    // head in turn wait out a whole beat on it while the others free.
+    let mut next = conn.connection_id() as usize;
     loop {
         if let Some(slot) = try_each(conn, slot_names, None)
             .map_err(Refused::Failed)?
