@@ -92,14 +92,7 @@ fn acquire_then_release(
     wait: Duration,
     release: Option<&str>,
 ) -> Result<(), Refused> {
-    let seconds = if conn.is_mariadb() {
-        // Milliseconds, rounded up.
-        let ms = wait.as_nanos().div_ceil(1_000_000);
-        format!("{}.{:03}", ms / 1000, ms % 1000)
-    } else {
-        // MySQL takes whole seconds; round up so we never wait less than asked.
-        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
-    };
+    let seconds = wait_sql(conn, wait);
     let sql = match release {
         None => format!("SELECT GET_LOCK({}, {seconds})", sql_name(name)),
         Some(release) => format!(
@@ -115,6 +108,18 @@ fn acquire_then_release(
         _ => Err(Refused::Failed(Error::Protocol(
             "GET_LOCK returned NULL (the wait was killed, or the server could not lock)".into(),
         ))),
+    }
+}
+
+/// `wait` as GET_LOCK's timeout for this server.
+fn wait_sql(conn: &Conn, wait: Duration) -> String {
+    if conn.is_mariadb() {
+        // Milliseconds, rounded up.
+        let ms = wait.as_nanos().div_ceil(1_000_000);
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+    } else {
+        // MySQL takes whole seconds; round up so we never wait less than asked.
+        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).to_string()
     }
 }
 
@@ -368,7 +373,7 @@ fn acquire_slot(
 }
 
 /// First in line: wait on one slot at a time, for a beat each, and look at
-/// all of them again between beats.
+/// all of them again at the start of every beat, in the same statement.
 fn wait_in_line(
     conn: &mut Conn,
     slot_names: &[String],
@@ -379,21 +384,26 @@ fn wait_in_line(
     // head in turn wait out a whole beat on it while the others free.
     let mut next = conn.connection_id() as usize;
     loop {
-        if let Some(slot) = try_each(conn, slot_names, None)
-            .map_err(Refused::Failed)?
-            .held
+        // One statement a beat: every slot without waiting, and then this
+        // beat's slot, waiting.
+        let wait = left(deadline).min(SLOT_BEAT);
+        let k = next % slot_names.len();
+        let sql = format!(
+            "SELECT CASE {} WHEN GET_LOCK({}, {}) = 1 THEN {k} END",
+            whens(slot_names),
+            sql_name(&slot_names[k]),
+            wait_sql(conn, wait)
+        );
+        let (row, _) = ask(conn, &sql, None, wait).map_err(Refused::Failed)?;
+        if let Some(slot) =
+            chosen(slot_names, first_value(row).as_deref()).map_err(Refused::Failed)?
         {
             return Ok(slot);
         }
         if left(deadline).is_zero() {
             return Err(Refused::TimedOut);
         }
-        let slot = &slot_names[next % slot_names.len()];
-        match acquire(conn, slot, left(deadline).min(SLOT_BEAT)) {
-            Ok(_) => return Ok(slot.clone()),
-            Err(Refused::TimedOut) => next += 1,
-            Err(e) => return Err(e),
-        }
+        next += 1;
     }
 }
 
@@ -423,12 +433,17 @@ pub fn try_each(
 
 /// `CASE WHEN GET_LOCK(a, 0) = 1 THEN 0 WHEN ... END`.
 fn choice_sql(names: &[String]) -> String {
+    format!("CASE {} END", whens(names))
+}
+
+/// `WHEN GET_LOCK(a, 0) = 1 THEN 0 WHEN ...`, for a CASE.
+fn whens(names: &[String]) -> String {
     let cases: Vec<String> = names
         .iter()
         .enumerate()
         .map(|(i, name)| format!("WHEN GET_LOCK({}, 0) = 1 THEN {i}", sql_name(name)))
         .collect();
-    format!("CASE {} END", cases.join(" "))
+    cases.join(" ")
 }
 
 /// The name that the CASE of `choice_sql` answered with, if any.
