@@ -13,7 +13,7 @@ and the SERA_BENCH_* knobs that scripts/bench.sh documents. It prints the
 markdown tables on stdout and exits 1 if a budget or a correctness check
 fails.
 """
-import os, sys, time, json, signal, threading, subprocess, datetime, platform
+import os, random, sys, time, json, signal, threading, subprocess, datetime, platform
 
 SERA = os.environ["SERA_BIN"]
 STAMP = os.environ["STAMP_BIN"]
@@ -394,6 +394,63 @@ for name, fmt in [
     print(f"| {name} | " + " | ".join(fmt(r) for r in races.values()) + " |")
 print(f"| contended throughput × the Go sera's | "
       + (f"{race_vs_go:.2f} ×" if race_vs_go else GO_SERA_NOTE) + " |" + " |" * (len(races) - 1))
+print()
+
+# ---------------------------------------------------------------------------
+# A semaphore's idle slots
+# ---------------------------------------------------------------------------
+def slot_gaps(slots, runs, stamps):
+    """One sera holds a slot of `sera --slots N 30 <stamp>` for 2 s; then
+    `runs` more start at once on 20 ms jobs, the waiting room off (no retry
+    from outside takes a freed slot). The first in line waits on one slot,
+    often the long-held one, and must notice the others as they free: its
+    beat is what leaves them idle. The k-th end lets the (k+N)-th start in:
+    the gaps between them, in ms, with the most running at once."""
+    argv = [SERA, "--config", CFG_NO_ROOM, "--slots", str(slots), "30", STAMP, stamps]
+    long = spawn(argv, dict(os.environ, STAMP_ID="long", STAMP_SLEEP_MS="2000"))
+    deadline = time.time() + 10
+    while not children(long) and time.time() < deadline:
+        time.sleep(0.005)
+    pids = [long] + [spawn(argv, dict(os.environ, STAMP_ID=f"s{i}", STAMP_SLEEP_MS="20"))
+                     for i in range(runs)]
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    rows = read_stamps(stamps)
+    starts = sorted(r[1] for r in rows)
+    ends = sorted(r[2] for r in rows)
+    events = sorted([(e, -1) for e in ends] + [(b, 1) for b in starts])
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    gaps = [(starts[k + slots] - ends[k]) / 1e6 for k in range(len(ends) - slots)]
+    # Slot time left idle while seras still waited (up to the last start),
+    # per freed slot: a slot idle for a whole beat shows here, where the
+    # gaps above only see the slot that keeps turning over.
+    idle = 0
+    now, last = 0, None
+    for t, step in events:
+        if last is not None and t <= starts[-1]:
+            idle += (slots - now) * (t - last)
+        now += step
+        last = t
+    freed = max(len(rows) - slots, 1)
+    return {"gaps": gaps, "idle_ms": idle / 1e6 / freed, "most": most, "runs": len(rows), "codes": codes}
+
+
+SLOT_SLOTS, SLOT_RUNS = 2, 20
+log(f"slots: {SLOT_RUNS} seras at once on {SLOT_SLOTS} slots, one held long")
+sg = slot_gaps(SLOT_SLOTS, SLOT_RUNS, os.path.join(WORK, "slots.stamps"))
+if sg["runs"] != SLOT_RUNS + 1 or any(c != 0 for c in sg["codes"]) or sg["most"] > SLOT_SLOTS:
+    failures.append(f"slots: {sg['runs']} of {SLOT_RUNS} runs recorded, at most {sg['most']} at once, "
+                    f"exit codes {sorted(set(sg['codes']))}")
+print(f"## A semaphore's idle slots (`--slots {SLOT_SLOTS}`, one held 2 s, then {SLOT_RUNS} seras at once "
+      "on 20 ms jobs, the waiting room off)\n")
+print("| measure | sera |")
+print("| --- | ---: |")
+print(f"| a freed slot idle while others wait (end → next start), p50 | {pct(sg['gaps'], 50):.1f} ms |")
+print(f"| the same, p90 / max | {pct(sg['gaps'], 90):.1f} / {max(sg['gaps'], default=float('nan')):.1f} ms |")
+print(f"| slot time idle while others wait, per freed slot (mean) | {sg['idle_ms']:.1f} ms |")
+print(f"| most running at once (must be ≤ {SLOT_SLOTS}) | {sg['most']} |")
 print()
 
 # ---------------------------------------------------------------------------

@@ -77,12 +77,21 @@ fi
 
 # 2. The command sera runs in the contention and scale runs
 #    (examples/bench_stamp.rs): static when the musl target builds it.
+# cc-rs looks for x86_64-linux-musl-gcc for this target and nothing else
+# (the example links the library's C parts): set CC as build-static.sh does,
+# or the musl build fails and the slower host build is measured instead.
+if [ -z "${CC_x86_64_unknown_linux_musl:-}" ]; then
+  for cc in x86_64-linux-musl-gcc musl-gcc cc; do
+    if command -v "$cc" >/dev/null; then export CC_x86_64_unknown_linux_musl=$cc; break; fi
+  done
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 if cargo build --release --locked --quiet --example bench_stamp \
      --target x86_64-unknown-linux-musl 2>/dev/null; then
   stamp=$target_dir/x86_64-unknown-linux-musl/release/examples/bench_stamp
 else
+  echo "bench: the musl build of bench_stamp failed: measuring a host build" >&2
   cargo build --release --locked --quiet --example bench_stamp
   stamp=$target_dir/release/examples/bench_stamp
 fi

@@ -63,14 +63,20 @@ pub fn choose_path(flag: Option<PathBuf>) -> PathBuf {
 /// Read and check the config. The error says what is wrong, in the user's
 /// terms; the caller adds the file name.
 pub fn load(path: &Path) -> Result<Config, String> {
-    let text = read_small(path)?;
-    parse(&text, path)
+    let (text, mode) = read_small(path)?;
+    parse_with_mode(&text, path, Some(mode))
 }
 
 /// Check the text of a config file that was read from `path` (which is named
 /// in the result and looked at for the permission warning). `load` reads the
 /// file and calls this; the fuzz target calls it directly.
 pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
+    parse_with_mode(text, path, None)
+}
+
+/// `parse`, with the file's permission bits if they are known already (from
+/// the `fstat` of the file that was read), to spare a second look.
+fn parse_with_mode(text: &str, path: &Path, mode: Option<u32>) -> Result<Config, String> {
     let root = match json::from_str::<Value>(text) {
         Ok(Value::Object(root)) => root,
         Ok(_) => return Err("it is not a JSON object ({ ... })".into()),
@@ -93,7 +99,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
     no_tls_needed(&server)?;
     // Only a password written in the file is worth a warning about the file.
     if server.password.is_some() {
-        if let Some(warning) = readable_by_others(path) {
+        if let Some(warning) = readable_by_others(path, mode) {
             warnings.push(warning);
         }
     }
@@ -198,7 +204,8 @@ fn unknown_keys(root: &Object) -> Option<String> {
     ))
 }
 
-fn read_small(path: &Path) -> Result<String, String> {
+/// The text of the file at `path`, and its permission bits.
+fn read_small(path: &Path) -> Result<(String, u32), String> {
     // Look before opening: opening a device can have effects of its own (a
     // tape rewinds, a tty becomes ours), and opening a FIFO blocks until a
     // writer comes, which may be never.
@@ -215,8 +222,11 @@ fn read_small(path: &Path) -> Result<String, String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| e.to_string())?;
-    must_be_regular(&file.metadata().map_err(|e| e.to_string())?)?;
-    let mut bytes = Vec::new();
+    let opened = file.metadata().map_err(|e| e.to_string())?;
+    must_be_regular(&opened)?;
+    // Room for all of it and the look past its end: one read, not a few
+    // small ones.
+    let mut bytes = Vec::with_capacity(opened.len().min(MAX_SIZE) as usize + 1);
     file.take(MAX_SIZE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
@@ -226,7 +236,8 @@ fn read_small(path: &Path) -> Result<String, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("it is empty".into());
     }
-    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+    let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+    Ok((text, opened.permissions().mode()))
 }
 
 /// Only a regular file can be a config; say what else it is.
@@ -279,8 +290,11 @@ fn file(root: &Object, key: &str, config: &Path) -> Result<Option<PathBuf>, Stri
 
 /// A password in a world-readable file is worth a warning, not a refusal:
 /// the Go sera never complained, and a fleet's files are often 0644.
-fn readable_by_others(path: &Path) -> Option<String> {
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+fn readable_by_others(path: &Path, mode: Option<u32>) -> Option<String> {
+    let mode = match mode {
+        Some(mode) => mode,
+        None => std::fs::metadata(path).ok()?.permissions().mode(),
+    };
     (mode & 0o044 != 0).then(|| {
         format!(
             "it holds a password and is readable by other users; fix with: chmod 600 {}",
@@ -301,6 +315,21 @@ mod tests {
 
     // tls=preferred in the tests below: it uses the TLS files too, and the
     // build without TLS accepts it.
+    #[test]
+    fn a_password_in_a_file_others_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("sera-config-{}.json", std::process::id()));
+        let warned = |mode: u32| {
+            std::fs::write(&path, r#"{"server": "u:pw@tcp(127.0.0.1:3306)/"}"#).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let config = load(&path).unwrap();
+            config.warnings.iter().any(|w| w.contains("chmod 600"))
+        };
+        let (open, closed) = (warned(0o644), warned(0o600));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!((open, closed), (true, false));
+    }
+
     #[test]
     fn tls_files_are_relative_to_the_config_folder() {
         let config = parse_at(

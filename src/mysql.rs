@@ -7,7 +7,6 @@
 //! pool, which is the opposite of what a lock needs. mysql_common supplies the
 //! packet types and scrambles; the framing, timeouts and auth flow live here.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -235,9 +234,9 @@ impl Conn {
         Conn::connect_as(dsn, &[])
     }
 
-    /// `connect`, with connection attributes beyond the usual ones (client
-    /// name, version, pid, OS, platform): what the server shows others of
-    /// this session in `performance_schema.session_connect_attrs`.
+    /// `connect`, with connection attributes beyond `program_name` and
+    /// `_pid`: what the server shows others of this session in
+    /// `performance_schema.session_connect_attrs`.
     pub fn connect_as(dsn: &Dsn, about: &[(&str, String)]) -> Result<Conn, Error> {
         Conn::start(dsn, about, |timeout| dial(&dsn.address, timeout))
     }
@@ -447,20 +446,6 @@ impl Conn {
         };
         let auth_data = self.auth_response(dsn, &plugin, &nonce)?;
 
-        let mut attributes = HashMap::from([
-            ("_client_name".to_string(), "sera".to_string()),
-            (
-                "_client_version".to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            ),
-            ("program_name".to_string(), "sera".to_string()),
-            ("_pid".to_string(), std::process::id().to_string()),
-            ("_os".to_string(), "Linux".to_string()),
-            ("_platform".to_string(), std::env::consts::ARCH.to_string()),
-        ]);
-        for (name, value) in about {
-            attributes.insert(name.to_string(), value.clone());
-        }
         let response = HandshakeResponse::new(
             Some(auth_data),
             // Only picks the collation: every server we talk to has utf8mb4.
@@ -469,15 +454,20 @@ impl Conn {
             dsn.database.as_deref().map(str::as_bytes),
             Some(plugin.clone()),
             self.capabilities,
-            // mysql_common would announce attributes to a server that does
-            // not take them (and it would misread the packet): send none.
-            self.capabilities
-                .contains(CapabilityFlags::CLIENT_CONNECT_ATTRS)
-                .then_some(attributes),
+            // Written below, by hand.
+            None,
             MAX_PAYLOAD as u32,
         );
         let mut packet = Vec::new();
         response.serialize(&mut packet);
+        // Only to a server that takes attributes: to another, they would
+        // be misread as more of the packet.
+        if self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_CONNECT_ATTRS)
+        {
+            append_attributes(&mut packet, about);
+        }
         self.write_packet(&packet)?;
         self.authenticate(dsn, plugin.into_owned(), nonce, deadline)
     }
@@ -837,6 +827,56 @@ impl Conn {
         }
         Ok((rows, at, seq))
     }
+}
+
+/// The connection attributes at the end of a handshake response: `program_name`,
+/// `_pid` (both read back by `sera status`) and `about`, and the flag that
+/// says they are there. By hand, because mysql_common takes them only as a
+/// HashMap, whose hashing and random seed cost more than the whole login's
+/// other client work; and only what `sera status` reads, each attribute
+/// being bytes the server parses and keeps for every session.
+fn append_attributes(packet: &mut Vec<u8>, about: &[(&str, String)]) {
+    let pid = std::process::id().to_string();
+    let fixed = [("program_name", "sera"), ("_pid", pid.as_str())];
+    let all = fixed
+        .into_iter()
+        .chain(about.iter().map(|(name, value)| (*name, value.as_str())));
+    let mut encoded = Vec::new();
+    for (name, value) in all {
+        put_lenenc_bytes(&mut encoded, name.as_bytes());
+        put_lenenc_bytes(&mut encoded, value.as_bytes());
+    }
+    put_lenenc_int(packet, encoded.len() as u64);
+    packet.extend_from_slice(&encoded);
+    // The capability flags lead the packet, little-endian; mysql_common
+    // cleared this one, having been given no attributes.
+    let flag = CapabilityFlags::CLIENT_CONNECT_ATTRS.bits().to_le_bytes();
+    for (byte, bit) in packet.iter_mut().zip(flag) {
+        *byte |= bit;
+    }
+}
+
+fn put_lenenc_int(out: &mut Vec<u8>, n: u64) {
+    match n {
+        0..=250 => out.push(n as u8),
+        251..=0xffff => {
+            out.push(0xfc);
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+        }
+        0x1_0000..=0xff_ffff => {
+            out.push(0xfd);
+            out.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+        }
+        _ => {
+            out.push(0xfe);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+}
+
+fn put_lenenc_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_lenenc_int(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 fn dial(address: &Address, timeout: Duration) -> Result<Stream, Error> {

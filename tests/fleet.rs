@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sera::dsn::Dsn;
 use sera::mysql::Conn;
-use support::sera::{Outcome, Setup};
+use support::sera::{until_exists, Outcome, Setup};
 use support::{wait_until, Server, LONG};
 
 const HERD: usize = 300;
@@ -178,4 +178,99 @@ fn a_full_server_is_202_at_once_without_a_wait_and_waited_out_with_one() {
         "{}",
         out.stderr
     );
+}
+
+/// The connection ids holding seats of the waiting room of `name`.
+fn seated(server: &Server, name: &str) -> Vec<String> {
+    let seats: Vec<String> = (1..=16)
+        .map(|i| format!("IS_USED_LOCK('{name}#room{i}')"))
+        .collect();
+    let row = server.sql(&format!("SELECT CONCAT_WS(' ', {})", seats.join(", ")));
+    row.split_whitespace().map(str::to_string).collect()
+}
+
+/// The SELECT statements connection `id` has finished.
+fn selects_done(server: &Server, id: &str) -> String {
+    server.sql(&format!(
+        "SELECT COALESCE(SUM(s.COUNT_STAR), 0) \
+         FROM performance_schema.events_statements_summary_by_thread_by_event_name s \
+         JOIN performance_schema.threads t USING (THREAD_ID) \
+         WHERE t.PROCESSLIST_ID = {id} AND s.EVENT_NAME = 'statement/sql/select'"
+    ))
+}
+
+#[test]
+fn a_waiter_takes_its_seat_with_its_first_try_and_gives_it_back_with_its_wait() {
+    let server = Server::start_with(&["--performance-schema=ON"]);
+    // No liveness check while the test looks: each would be a SELECT too.
+    let s = Setup::with_json(&format!(
+        "{{\"server\": \"{}\", \"check_interval\": \"60s\"}}",
+        server.dsn()
+    ));
+    let go = |n: &str| s.dir.join(format!("go-{n}").as_str());
+    let holder = s
+        .command(&[
+            "--name",
+            "seats",
+            "30",
+            "sh",
+            "-c",
+            &until_exists(&go("holder")),
+        ])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(LONG, || server
+        .sql("SELECT IS_USED_LOCK('seats')")
+        != "NULL"));
+    let started = s.dir.join("started");
+    let job = format!(
+        "touch {}; {}",
+        started.display(),
+        until_exists(&go("waiter"))
+    );
+    let waiter = s
+        .command(&["--name", "seats", "30", "sh", "-c", &job])
+        .spawn()
+        .unwrap();
+    // Blocked in the room: one seat, and it took one statement to get there
+    // (the first try; a seat query of its own would be a second).
+    assert!(wait_until(LONG, || {
+        server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock'")
+            == "1"
+    }));
+    let seats = seated(&server, "seats");
+    assert_eq!(seats.len(), 1, "one seat taken: {seats:?}");
+    assert_eq!(
+        selects_done(&server, &seats[0]),
+        "1",
+        "statements before the wait"
+    );
+
+    // Its turn: the seat is free by the time the command starts, and it
+    // took no statement beyond the wait.
+    std::fs::write(go("holder"), "").unwrap();
+    assert!(
+        wait_until(LONG, || started.exists()),
+        "the waiter never ran"
+    );
+    assert_eq!(
+        seated(&server, "seats"),
+        Vec::<String>::new(),
+        "the seat is free"
+    );
+    assert_eq!(
+        server.sql("SELECT IS_USED_LOCK('seats')"),
+        seats[0],
+        "the waiter holds the lock on the connection it waited on"
+    );
+    assert_eq!(
+        selects_done(&server, &seats[0]),
+        "2",
+        "the first try and the wait"
+    );
+    std::fs::write(go("waiter"), "").unwrap();
+    for sera in [holder, waiter] {
+        let out = Outcome::from(sera.wait_with_output().unwrap());
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
 }

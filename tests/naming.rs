@@ -64,6 +64,10 @@ fn two_commands_with_one_name_exclude_each_other_and_share_the_applications_lock
     let refused = s.run(&["--name", "app-lock", "0", "true"]);
     assert_eq!(refused.code, 204, "{}", refused.stderr);
     app.quit();
+    // The goodbye is not waited for: the server frees the lock a moment later.
+    assert!(wait_until(LONG, || server
+        .sql("SELECT IS_FREE_LOCK('app-lock')")
+        == "1"));
     let ran = s.run(&["--name", "app-lock", "0", "true"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
 }
@@ -93,6 +97,15 @@ fn status_of_a_free_and_a_held_lock_with_performance_schema() {
     );
 
     let holder = hold(&server, &s, Some("reports"));
+    // What the holder told the server: what `sera status` reads, no more.
+    assert_eq!(
+        server.sql(
+            "SELECT GROUP_CONCAT(ATTR_NAME ORDER BY ATTR_NAME) \
+             FROM performance_schema.session_connect_attrs \
+             WHERE PROCESSLIST_ID = IS_USED_LOCK('reports')"
+        ),
+        "_pid,program_name,sera_command,sera_connected_at,sera_host,sera_lock"
+    );
     let held = s.run(&["status", "--name", "reports"]);
     assert_eq!(held.code, 1, "{}", held.stderr);
     let host = hostname();
