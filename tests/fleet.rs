@@ -202,9 +202,10 @@ fn selects_done(server: &Server, id: &str) -> String {
 #[test]
 fn a_waiter_takes_its_seat_with_its_first_try_and_gives_it_back_with_its_wait() {
     let server = Server::start_with(&["--performance-schema=ON"]);
-    // No liveness check while the test looks: each would be a SELECT too.
+    // No liveness check while the test looks: each would be a SELECT too
+    // (and a lease that such a check interval fits).
     let s = Setup::with_json(&format!(
-        "{{\"server\": \"{}\", \"check_interval\": \"60s\"}}",
+        "{{\"server\": \"{}\", \"check_interval\": \"60s\", \"lease\": \"120s\"}}",
         server.dsn()
     ));
     let go = |n: &str| s.dir.join(format!("go-{n}").as_str());
