@@ -8,14 +8,20 @@
 
 use std::time::{Duration, Instant};
 
+use crate::report::quoted;
+
 /// Go's time.ParseDuration (no negative values): "500ms", "1.5s", "2m", "1h30m", "0".
 pub fn parse(text: &str) -> Result<Duration, String> {
     let bad = || {
-        format!("invalid duration {text:?} (expected a Go duration such as 500ms, 1.5s or 1h30m)")
+        format!(
+            "invalid duration {} (expected a Go duration such as 500ms, 1.5s or 1h30m)",
+            quoted(text)
+        )
     };
     if text.starts_with('-') {
         return Err(format!(
-            "invalid duration {text:?}: negative durations are not allowed"
+            "invalid duration {}: negative durations are not allowed",
+            quoted(text)
         ));
     }
     let body = text.strip_prefix('+').unwrap_or(text);
@@ -27,7 +33,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
     let not_digit = |c: char| !c.is_ascii_digit();
     let mut rest = body;
-    let mut total_ns: u128 = 0;
+    let mut total_ns: u64 = 0;
     while !rest.is_empty() {
         let (whole, after) = rest.split_at(rest.find(not_digit).unwrap_or(rest.len()));
         let (fraction, after) = match after.strip_prefix('.') {
@@ -39,7 +45,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         }
         let unit_end = after.find(|c: char| c == '.' || c.is_ascii_digit());
         let (unit, after) = after.split_at(unit_end.unwrap_or(after.len()));
-        let unit_ns: u128 = match unit {
+        let unit_ns: u64 = match unit {
             "ns" => 1,
             "us" | "µs" | "μs" => 1_000,
             "ms" => 1_000_000,
@@ -48,33 +54,36 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "h" => 3_600_000_000_000,
             _ => return Err(bad()),
         };
-        let whole: u128 = if whole.is_empty() {
+        let too_long = || format!("invalid duration {}: too long", quoted(text));
+        // Only digits: a number that does not fit is too long.
+        let whole: u64 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| bad())?
+            whole.parse().map_err(|_| too_long())?
         };
-        // Digits past the 18th are worth less than a nanosecond.
-        let fraction = fraction.get(..18).unwrap_or(fraction);
-        let fraction_ns = match fraction.parse::<u128>() {
-            Ok(value) => value * unit_ns / 10u128.pow(fraction.len() as u32),
-            Err(_) => 0,
-        };
+        // Each digit of the fraction is worth a tenth of the one before;
+        // past a nanosecond, nothing.
+        let mut fraction_ns = 0;
+        let mut worth = unit_ns;
+        for digit in fraction.bytes() {
+            worth /= 10;
+            fraction_ns += u64::from(digit - b'0') * worth;
+        }
         total_ns = whole
             .checked_mul(unit_ns)
             .and_then(|ns| ns.checked_add(fraction_ns))
             .and_then(|ns| ns.checked_add(total_ns))
-            .filter(|&ns| ns <= i64::MAX as u128)
-            .ok_or_else(|| format!("invalid duration {text:?}: too long"))?;
+            .filter(|&ns| ns <= i64::MAX as u64)
+            .ok_or_else(too_long)?;
         rest = after;
     }
-    u64::try_from(total_ns)
-        .map(Duration::from_nanos)
-        .map_err(|_| bad())
+    Ok(Duration::from_nanos(total_ns))
 }
 
 /// A duration in Go syntax, in the largest unit that keeps it exact.
 pub fn format(duration: Duration) -> String {
-    let ns = duration.as_nanos();
+    // Every duration sera formats came from `parse`: at most i64::MAX ns.
+    let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     let units = [
         (3_600_000_000_000, "h"),
         (60_000_000_000, "m"),
@@ -119,7 +128,7 @@ pub fn seconds(d: Duration) -> String {
 
 /// Seconds with one decimal, as `{:.1}` would print them.
 pub fn tenths(d: Duration) -> String {
-    let tenths = (d.as_millis() + 50) / 100;
+    let tenths = d.as_secs() * 10 + u64::from(d.subsec_millis() + 50) / 100;
     format!("{}.{}", tenths / 10, tenths % 10)
 }
 

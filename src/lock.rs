@@ -126,7 +126,7 @@ fn acquire_then_release(
 fn wait_sql(conn: &Conn, wait: Duration) -> String {
     if conn.is_mariadb() {
         // Milliseconds, rounded up.
-        let ms = wait.as_nanos().div_ceil(1_000_000);
+        let ms = wait.as_secs() * 1000 + u64::from(wait.subsec_nanos().div_ceil(1_000_000));
         format!("{}.{:03}", ms / 1000, ms % 1000)
     } else {
         // MySQL takes whole seconds; round up so we never wait less than asked.
@@ -465,7 +465,8 @@ fn chosen(names: &[String], answer: Option<&str>) -> Result<Option<String>, Erro
     match answer.parse::<usize>().ok().and_then(|i| names.get(i)) {
         Some(name) => Ok(Some(name.clone())),
         None => Err(Error::Protocol(format!(
-            "the server answered {answer:?} to a choice of {} locks",
+            "the server answered {} to a choice of {} locks",
+            crate::report::quoted(answer),
             names.len()
         ))),
     }

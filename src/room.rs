@@ -234,7 +234,7 @@ pub fn take_turn(
     if let Turn::Ours { held, .. } = &turn {
         reporter.event(&format!(
             "acquired the lock {held} after {} ms",
-            asked.elapsed().as_millis()
+            asked.elapsed().as_millis() as u64
         ));
     }
     Ok((turn, renewed_at))

@@ -189,8 +189,8 @@ fn node_unusable(e: &Error) -> bool {
     }
 }
 
-fn micros(d: Duration) -> u128 {
-    d.as_micros()
+fn micros(d: Duration) -> u64 {
+    d.as_micros() as u64
 }
 
 /// Who holds a lease: the host, the pid and a random number, unique per run.
@@ -473,7 +473,13 @@ fn look_up(conn: &mut Conn, table: &LockTable, name: &str) -> Result<Option<Row>
             ends_in_us: ends.parse().unwrap_or(0),
             held: held == "1",
         })),
-        _ => Err(Error::Protocol(format!("unreadable lease row {row:?}"))),
+        _ => {
+            let values: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+            Err(Error::Protocol(format!(
+                "unreadable lease row ({})",
+                values.join(", ")
+            )))
+        }
     }
 }
 
@@ -682,7 +688,7 @@ impl Lease {
             conn.quit();
             *conn = fresh;
         }
-        let expires = match hold.as_micros() {
+        let expires = match hold.as_micros() as u64 {
             0 => format!("UTC_TIMESTAMP(6) - {TAKE_GRACE_SQL}"),
             us => format!("UTC_TIMESTAMP(6) + INTERVAL {us} MICROSECOND"),
         };

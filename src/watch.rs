@@ -305,7 +305,7 @@ fn frozen(child: &mut Child, watching: &Watching, late: Duration) -> bool {
         format!(
             "{why}; killed the command and every process it started (SIGKILL, no grace) \
              in {} ms",
-            (clock() - woke).as_millis()
+            (clock() - woke).as_millis() as u64
         ),
     ));
     true
