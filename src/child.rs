@@ -258,7 +258,8 @@ fn missing_interpreter(file: &Path) -> Option<String> {
     let interpreter = Path::new(OsStr::from_bytes(interpreter));
     match std::fs::metadata(interpreter) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Some(interpreter.to_string_lossy().escape_debug().to_string())
+            let quoted = crate::report::quoted(&interpreter.to_string_lossy());
+            Some(quoted[1..quoted.len() - 1].to_string())
         }
         _ => None,
     }

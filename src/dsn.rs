@@ -334,7 +334,7 @@ fn dsn_error(text: &str, what: &str, part: &str) -> String {
     if may_hold_password(text, part) {
         format!("invalid DSN: {what}")
     } else {
-        format!("invalid DSN: {what} in {part:?}")
+        format!("invalid DSN: {what} in {}", crate::report::quoted(part))
     }
 }
 

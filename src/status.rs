@@ -115,7 +115,10 @@ pub fn holder(conn: &mut Conn, name: &str) -> Result<Option<Holder>, Error> {
         return Ok(None);
     };
     if !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Protocol(format!("IS_USED_LOCK returned {id:?}")));
+        return Err(Error::Protocol(format!(
+            "IS_USED_LOCK returned {}",
+            json_string(&id)
+        )));
     }
     let mut holder = Holder {
         connection_id: id.clone(),
@@ -196,16 +199,7 @@ fn json_value(text: &str) -> String {
 }
 
 pub(crate) fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out += "\\\"",
-            '\\' => out += "\\\\",
-            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
-            c => out.push(c),
-        }
-    }
-    out + "\""
+    crate::report::quoted(text)
 }
 
 impl Holder {
@@ -335,7 +329,10 @@ fn held_by_seras(conn: &mut Conn) -> Result<Vec<(String, Holder)>, Error> {
             continue;
         };
         if !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Protocol(format!("PROCESSLIST_ID {id:?}")));
+            return Err(Error::Protocol(format!(
+                "PROCESSLIST_ID {}",
+                json_string(&id)
+            )));
         }
         let slots = values.next().flatten().and_then(|n| n.parse().ok());
         let names = lock::slot_names(&lock_name, slots.unwrap_or(1));
