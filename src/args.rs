@@ -65,55 +65,44 @@ usage: sera [options] [--] <wait-seconds> <command> [args...]
        sera [options] status --all [--json]
 
   <wait-seconds>  how long to wait for the lock: 0 tries once; 0.5 is allowed
-  <command>       run with its arguments, stdin, stdout, stderr, terminal,
-                  environment and signals as they are; its exit status is
-                  sera's. The lock is the MD5 of the command line, unless
-                  --name gives it; the command finds the name held on the
-                  server in $SERA_LOCK_NAME.
-  status          say whether the lock (of --name, or of the command) is
-                  free (exit 0) or held (exit 1), and by whom; --json for
-                  one JSON object; --all: every lock a sera holds on the
-                  server (needs performance_schema, or MariaDB's
-                  metadata_lock_info plugin)
+  <command>       run with its stdio, terminal, environment and signals
+                  as they are; its exit status is sera's. The lock is the
+                  MD5 of the command line, or --name; the command finds it
+                  in $SERA_LOCK_NAME.
+  status          whether the lock is free (exit 0) or held (exit 1), and
+                  by whom; --all: every lock seras hold (needs
+                  performance_schema or metadata_lock_info)
 
 options (they stop at <wait-seconds>):
   --name NAME             the lock is exactly NAME (1 to 64 characters), so
                           that different commands, or an application's
                           GET_LOCK('NAME', ...), share it
-  --lock-table DB.TABLE   table mode: the lock is a lease row in that table
-                          (created if missing and allowed), for Galera and
-                          other clusters where GET_LOCK is local to a node;
-                          the command gets SERA_FENCING_TOKEN; --lease is
-                          the lease row's, kept by the database's clock
+  --lock-table DB.TABLE   the lock is a lease row in that table, for Galera
+                          and clusters where GET_LOCK is local to a node;
+                          the command gets $SERA_FENCING_TOKEN
   --slots N               let up to N commands hold the lock at once (a
                           semaphore; 1, the default, is the plain lock; not
                           with --lock-table)
-  --waiting-room N        how many waiters per lock wait connected (16; 0 =
-                          all); the others retry now and then from outside
+  --waiting-room N        waiters per lock that wait connected (16; 0: all);
+                          the others retry now and then
   --wait-and-skip         the first to get the lock runs the command; the
                           others wait for it to finish, then exit 0 without
                           running it
   --detailed-exit-codes   with --wait-and-skip: exit 205 when skipped
   --config FILE           config file (default /etc/sera.json, or $SERA_CONFIG)
-  --check-interval DUR    how often to check the lock is still ours, which
-                          renews the lease (5s; at least 100ms; 0 = never,
-                          and then no lease: a vanished host keeps the lock
-                          until TCP keepalive gives up, about 2 h 11 min)
-  --lease DUR             if this host goes silent (cut off, powered off,
-                          frozen), the server frees the lock this long after
-                          the last renewal (30s; whole seconds, 2s to 8760h);
-                          the command is stopped before that. It must cover
-                          check_interval + 1s + kill_after + 1s
-  --on-lost term|ignore   when the lock is lost: stop the command and all it
-                          started (term, the default) or let it finish (ignore)
+  --check-interval DUR    how often to check the lock is ours, renewing the
+                          lease (5s; at least 100ms; 0: never, and no lease)
+  --lease DUR             a host gone silent loses the lock this long after
+                          its last renewal, its command stopped first (30s;
+                          at least check_interval + 1s + kill_after + 1s)
+  --on-lost term|ignore   a lost lock stops the tree (term) or not (ignore)
   --kill-after DUR        after SIGTERM, SIGKILL what is left this much later (10s)
   --orphans wait|term|ignore
-                          when the command exits but leaves processes running:
-                          keep the lock until they exit (wait, the default),
-                          stop them (term), or release the lock now (ignore)
-  --min-hold DUR          keep the lock at least DUR from when it was taken,
-                          even when the command is done sooner (the clock
-                          skew between hosts that run the same cron job)
+                          what the command leaves running: keep the lock
+                          until it exits (wait), stop it (term), or let the
+                          lock go (ignore)
+  --min-hold DUR          hold the lock at least DUR, even if the command is
+                          done sooner (more than the hosts' clock skew)
   -v, --verbose           progress on stderr
   -h, --help              this text
   -V, --version           the version
@@ -132,9 +121,8 @@ config file (JSON):
   $SERA_PASSWORD, if set and not empty, replaces its password (the command
   does not see it). The tls_ files are for tls=true; relative to the
   config's folder. Durations are Go's: 500ms, 5s, 2m, 1h30m. A read-only
-  lock server (a replica, where a proxy may route SELECT GET_LOCK) or a
-  Galera node is refused (202); allow_read_only: true if the lock server is
-  meant to be read-only.
+  server (a replica) or a Galera node is refused (202); allow_read_only
+  accepts a read-only one.
 
 exit codes:
   the command's own   it ran; its exit status is passed through
