@@ -154,11 +154,33 @@ fn behind_a_failover_relay_connections_go_to_the_next_node_when_one_dies() {
 fn table_mode_excludes_across_nodes() {
     let cluster = cluster();
     let (one, two, three) = (cluster.node(1), cluster.node(2), cluster.node(3));
-    let holder = Setup::new(&one.dsn())
-        .command(&["--lock-table", TABLE, "--name", "across", "0", "sleep", "3"])
+    let through_one = Setup::new(&one.dsn());
+    let go = through_one.dir.join("go");
+    let job = support::sera::until_exists(&go);
+    let mut holder = through_one
+        .command(&[
+            "--lock-table",
+            TABLE,
+            "--name",
+            "across",
+            "0",
+            "sh",
+            "-c",
+            &job,
+        ])
         .spawn()
         .unwrap();
-    assert!(wait_until(LONG, || held_on(one, "across")), "never held");
+    let held = wait_until(LONG, || {
+        held_on(one, "across") || holder.try_wait().unwrap().is_some()
+    });
+    if !(held && held_on(one, "across")) {
+        let _ = holder.kill();
+        let out = finish(holder);
+        panic!(
+            "never held through node 1: exit {}: {}",
+            out.code, out.stderr
+        );
+    }
 
     let through_two = Setup::new(&two.dsn());
     let second = through_two.run(&[
@@ -178,6 +200,7 @@ fn table_mode_excludes_across_nodes() {
         Setup::new(&three.dsn()).run(&["--lock-table", TABLE, "status", "--name", "across"]);
     assert_eq!(status.code, 1, "node 3 sees it held: {}", status.stdout);
 
+    std::fs::write(&go, "").unwrap();
     assert_eq!(finish(holder).code, 0);
     let after = through_two.run(&[
         "--lock-table",
