@@ -376,7 +376,15 @@ fn detailed_exit_codes_without_wait_and_skip_is_a_warning() {
         "sera: warning: --detailed-exit-codes does nothing without --wait-and-skip \
          (it makes a skipped run exit 205)\n"
     );
-    let out = s.run(&["--wait-and-skip", "--detailed-exit-codes", "1", "true"]);
+    // A command line no other test here runs: a lock another test holds
+    // would make this run a skip.
+    let out = s.run(&[
+        "--wait-and-skip",
+        "--detailed-exit-codes",
+        "1",
+        "true",
+        "alone",
+    ]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
 }
 
@@ -395,10 +403,12 @@ fn position(lines: &[&str], part: &str) -> usize {
 #[test]
 fn with_wait_and_skip_the_lock_is_acquired_before_anything_runs() {
     let s = Setup::new(&shared_dsn());
-    let out = s.run(&["-v", "--wait-and-skip", "5", "echo", "ran"]);
+    // Not `echo ran`: other tests here run that, and a run that finds their
+    // lock skips (it failed so in CI).
+    let out = s.run(&["-v", "--wait-and-skip", "5", "echo", "ran", "alone"]);
     assert_eq!(
         (out.code, out.stdout.as_str()),
-        (0, "ran\n"),
+        (0, "ran alone\n"),
         "{}",
         out.stderr
     );
