@@ -132,6 +132,39 @@ pub struct Signals {
     as_init: bool,
 }
 
+impl Signals {
+    /// Give the signals sera forwards their default effect again, as before
+    /// `block_signals`: the keeper waits for the lock so, and one that came
+    /// meanwhile, pending, takes effect now.
+    pub fn unblock(&self) {
+        // SAFETY: sigprocmask reads a valid signal set.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) };
+    }
+
+    /// Block them again, as `block_signals` did.
+    pub fn block(&self) {
+        // SAFETY: sigprocmask reads a valid signal set.
+        unsafe { libc::sigprocmask(libc::SIG_BLOCK, &self.forwarded, std::ptr::null_mut()) };
+    }
+}
+
+/// End this process as `sig` would have ended it, had it not been blocked:
+/// the shell sees the same status. As PID 1 the kernel drops the signal,
+/// so the exit code is the shell's 128+N then.
+pub fn die_of(sig: libc::c_int) -> ! {
+    // SAFETY: plain system calls on this process; an all-zero sigset_t is a
+    // valid value for sigemptyset to fill.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+        libc::_exit(killed_by(sig))
+    }
+}
+
 /// Why the command could not start.
 pub struct SpawnError {
     pub errno: i32,
@@ -413,6 +446,12 @@ impl Child {
             stop_signal: None,
             as_init: signals.as_init,
         }
+    }
+
+    /// Whether `sig` is one `wait` forwards.
+    pub fn forwards(&self, sig: libc::c_int) -> bool {
+        // SAFETY: sigismember reads a valid signal set.
+        unsafe { libc::sigismember(&self.forwarded, sig) == 1 }
     }
 
     /// Wait until something happens to the tree or `timeout` passes (None:

@@ -4,15 +4,18 @@
 //! `kill -9`) must not let the lock go while anything of the command's tree
 //! still runs; yet no descriptor the command inherits may be, or carry, the
 //! lock connection, or the command could talk to the server as sera's user.
-//! So once the lock is taken, sera (the front, the process the user started)
-//! forks once. The fork, the keeper, does the rest of the run: it starts the
-//! command as its child, forwards signals, renews the lease, stops the tree
-//! when the lock is lost, releases, and exits with sera's exit code. The
-//! front keeps its copy of the lock socket, never uses it, and waits for the
-//! keeper, forwarding every signal to it.
+//! So sera (the front, the process the user started) forks once, while the
+//! server answers its first try for the lock, a moment when the fork costs
+//! no time. The fork, the keeper, does the rest of the run: it reads the
+//! answer, waits for the lock if it must, starts the command as its child,
+//! forwards signals, renews the lease, stops the tree when the lock is
+//! lost, releases, and exits with sera's exit code. The front keeps its
+//! copy of the lock socket, never uses it, and waits for the keeper,
+//! forwarding every signal to it.
 //!
-//! - The front dies (SIGKILL): the keeper gets SIGTERM (PR_SET_PDEATHSIG)
-//!   and treats it as a stop: the command gets SIGTERM, what is left gets
+//! - The front dies (SIGKILL): the keeper gets SIGTERM (PR_SET_PDEATHSIG).
+//!   Waiting for the lock, it dies of it; with the command running, it
+//!   treats it as a stop: the command gets SIGTERM, what is left gets
 //!   SIGKILL after kill_after, and the keeper, which still holds the
 //!   connection and renews the lease meanwhile, lets go only once the tree
 //!   is empty.
@@ -20,9 +23,15 @@
 //!   and what it started comes to the front (a child subreaper). The front
 //!   still holds the socket, so the lock stays held while it stops them;
 //!   then it exits 206, and the socket closes, freeing the lock, after the
-//!   tree is gone.
+//!   tree is gone. A keeper that had to reconnect while it waited holds a
+//!   session the front has no copy of, so it forks a keeper of its own
+//!   before the command starts, and is its front.
+//! - A signal that stops sera while the keeper waits for the lock (SIGTERM,
+//!   Ctrl-C) goes to the keeper, which dies of it as sera always did then,
+//!   and the front ends the same way.
 //!
-//! The cost on the fast path is one fork, and one exit and wait, more.
+//! The cost on the fast path is one exit and wait more; the fork itself
+//! overlaps the server's answer.
 
 use std::time::Duration;
 
@@ -68,14 +77,22 @@ pub fn fork(signals: &Signals) -> Result<Role, SpawnError> {
 }
 
 /// The front's part: wait for the keeper, forwarding every signal to it,
-/// and exit as it did. `conn` is held, unused, until the end: if the keeper
-/// was killed, the lock stays held while the tree it leaves is stopped.
-pub fn front(mut keeper: Child, conn: Conn, kill_after: Duration, reporter: &Reporter) -> i32 {
+/// and exit as it did. `_conn` is held, unused, until the front exits: if
+/// the keeper was killed, the lock stays held while the tree it leaves is
+/// stopped.
+pub fn front(mut keeper: Child, _conn: &Conn, kill_after: Duration, reporter: &Reporter) -> i32 {
     while !matches!(keeper.wait(None), Wake::CommandExited { .. }) {}
     let status = keeper.status.unwrap_or(0);
     if !libc::WIFSIGNALED(status) {
         // The keeper has released the lock and said all there was to say.
         return libc::WEXITSTATUS(status);
+    }
+    let signal = libc::WTERMSIG(status);
+    if keeper.forwards(signal) {
+        // Only a keeper still waiting for the lock lets such a signal kill
+        // it (it blocks them before the command starts): sera was stopped
+        // while it waited, and ends as it always did then.
+        child::die_of(signal);
     }
     let survivors = match keeper.tree_empty {
         true => None,
@@ -101,11 +118,8 @@ pub fn front(mut keeper: Child, conn: Conn, kill_after: Duration, reporter: &Rep
         "lost the keeper",
         format!(
             "sera's keeper (pid {}) was killed by signal {}; {left}",
-            keeper.pid,
-            libc::WTERMSIG(status)
+            keeper.pid, signal
         ),
     ));
-    // Only now may the lock go.
-    drop(conn);
     exit::LOCK_LOST
 }

@@ -143,16 +143,31 @@ fn ask(
     keep_session: Option<&str>,
     wait: Duration,
 ) -> Result<(Option<Row>, Option<Error>), Error> {
+    send(conn, sql, keep_session)?;
+    answer(conn, keep_session.is_some(), wait)
+}
+
+/// The sending half of `ask`.
+fn send(conn: &mut Conn, sql: &str, keep_session: Option<&str>) -> Result<(), Error> {
+    match keep_session {
+        Some(keep_session) => conn.send_query_pipelined(keep_session, sql),
+        None => conn.send_query(sql),
+    }
+}
+
+/// The reading half of `ask`: `keep_session` says whether it went first.
+fn answer(
+    conn: &mut Conn,
+    keep_session: bool,
+    wait: Duration,
+) -> Result<(Option<Row>, Option<Error>), Error> {
     let mut keep_session_refused = None;
-    if let Some(keep_session) = keep_session {
-        conn.send_query_pipelined(keep_session, sql)?;
+    if keep_session {
         match conn.read_done(conn.reply_timeout()) {
             Err(e @ Error::Server { .. }) => keep_session_refused = Some(e),
             Err(e) => return Err(e),
             Ok(()) => {}
         }
-    } else {
-        conn.send_query(sql)?;
     }
     let row = conn.read_row(wait + conn.reply_timeout())?;
     Ok((row, keep_session_refused))
@@ -223,23 +238,62 @@ pub fn try_take(
     keep_session: Option<&str>,
     probe: &mut Probe,
 ) -> Result<Tried, Error> {
+    send_try(conn, name, slots, seats, keep_session, *probe)?;
+    answer_try(conn, name, slots, seats, keep_session, probe)
+}
+
+/// The statement of `try_take`, for the server to answer.
+fn try_sql(conn: &Conn, name: &str, slots: u32, seats: &[String], probe: Probe) -> String {
+    let names = slot_names(name, slots);
+    // The bare form is a bare GET_LOCK, the one statement every proxy
+    // lets through: no seats, and no alias.
+    let seats = if probe == Probe::Bare { &[] } else { seats };
+    let choice = match (names.as_slice(), seats) {
+        ([only], []) => format!("GET_LOCK({}, 0)", sql_name(only)),
+        // The alias keeps the server from echoing the whole CASE back
+        // as the column's name.
+        (all, seats) => format!("{} AS l", choice_sql(&[all, seats].concat())),
+    };
+    format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()))
+}
+
+/// The first half of `try_take`: send the try, and read nothing yet, so
+/// that the caller can use the server's time to answer (sera forks its
+/// keeper then). `answer_try` reads the answer.
+pub fn send_try(
+    conn: &mut Conn,
+    name: &str,
+    slots: u32,
+    seats: &[String],
+    keep_session: Option<&str>,
+    probe: Probe,
+) -> Result<(), Error> {
+    send(
+        conn,
+        &try_sql(conn, name, slots, seats, probe),
+        keep_session,
+    )
+}
+
+/// The second half of `try_take`, with the same arguments as `send_try`.
+pub fn answer_try(
+    conn: &mut Conn,
+    name: &str,
+    slots: u32,
+    seats: &[String],
+    keep_session: Option<&str>,
+    probe: &mut Probe,
+) -> Result<Tried, Error> {
     let names = slot_names(name, slots);
     loop {
-        // The bare form is a bare GET_LOCK, the one statement every proxy
-        // lets through: no seats, and no alias.
         let seats = if *probe == Probe::Bare { &[] } else { seats };
-        let choice = match (names.as_slice(), seats) {
-            ([only], []) => format!("GET_LOCK({}, 0)", sql_name(only)),
-            // The alias keeps the server from echoing the whole CASE back
-            // as the column's name.
-            (all, seats) => format!("{} AS l", choice_sql(&[all, seats].concat())),
-        };
-        let sql = format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()));
         // keep_session goes again with every form: it is idempotent, and so
         // its refusal is seen whichever form the server takes.
-        let (row, keep_session_refused) = match ask(conn, &sql, keep_session, Duration::ZERO) {
+        let (row, keep_session_refused) = match answer(conn, keep_session.is_some(), Duration::ZERO)
+        {
             Err(Error::Server { code, .. }) if probe.fewer(code).is_some() => {
                 *probe = probe.fewer(code).unwrap_or(Probe::Bare);
+                send_try(conn, name, slots, seats, keep_session, *probe)?;
                 continue;
             }
             result => result?,

@@ -15,7 +15,7 @@ use sera::failure::{cannot_run, connect_failure};
 use sera::keeper::{self, Role};
 use sera::lock;
 use sera::mysql::Conn;
-use sera::plan::{self, Plan, Taking};
+use sera::plan::{self, Asked, Plan, Taking};
 use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Connector, Turn};
 use sera::settings::Lease;
@@ -77,17 +77,33 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     };
     let mut conn = connect_within(&mut connector, &plan.config, reporter)?;
 
-    // 4. Lock, or wait for whoever holds it. The same write makes the
-    //    session's idle timeout the lease. In table mode the lock is a lease
-    //    row instead, and the command learns its fencing token.
+    // 4. Lock, or wait for whoever holds it. The first try goes out now, in
+    //    the same write as the SET that makes the session's idle timeout the
+    //    lease. In table mode the lock is a lease row instead, and the
+    //    command learns its fencing token.
     let taking = Taking {
         plan: &plan,
         args: &args,
         lease,
         deadline,
     };
-    let (held, seat, renewed_at, mut lease_row) = match &plan.lock_table {
-        Some(table) => {
+    let asked = match &plan.lock_table {
+        Some(table) => Asked::Table(table),
+        None => Asked::Lock(room::ask(&mut conn, &taking, &mut connector)?),
+    };
+    //    While the server answers, sera forks its keeper, which reads the
+    //    answer and does the rest of the run, the command as its child; this
+    //    process, the front, holds on to the connection and waits for it
+    //    (keeper.rs). The keeper waits for the lock with the signals at
+    //    their defaults: interrupted, it dies, and so does the front.
+    let signals = child::block_signals();
+    let session = conn.connection_id();
+    if let Some(code) = fork_keeper(&conn, &signals, &plan, &args, reporter)? {
+        return Ok(code);
+    }
+    signals.unblock();
+    let (held, seat, renewed_at, mut lease_row) = match asked {
+        Asked::Table(table) => {
             match table::take_turn(&mut conn, table, &taking, &mut connector, &about, reporter)? {
                 table::Taken::Ours(row) => {
                     (plan.lock_name.clone(), None, row.renewed_at, Some(row))
@@ -95,21 +111,24 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
                 table::Taken::Skip => return Ok(skipped(conn, &args, reporter)),
             }
         }
-        None => match room::take_turn(&mut conn, &taking, &mut connector, reporter)? {
-            (Turn::Ours { held, seat }, renewed_at) => (held, seat, renewed_at, None),
-            (Turn::Skip, _) => return Ok(skipped(conn, &args, reporter)),
-        },
+        Asked::Lock(first_try) => {
+            match room::take_turn(&mut conn, first_try, &taking, &mut connector, reporter)? {
+                (Turn::Ours { held, seat }, renewed_at) => (held, seat, renewed_at, None),
+                (Turn::Skip, _) => return Ok(skipped(conn, &args, reporter)),
+            }
+        }
     };
     let taken = Instant::now();
 
-    // 5. Spawn, with every signal sera forwards blocked from here on: the
-    //    keeper (a fork of sera) runs the rest, the command as its child;
-    //    this process, the front, holds on to the connection and waits.
-    let signals = child::block_signals();
-    let kill_after = plan.settings.kill_after();
-    match keeper::fork(&signals).map_err(|e| cannot_run(&args.command[0], e))? {
-        Role::Front(keeper) => return Ok(keeper::front(keeper, conn, kill_after, reporter)),
-        Role::Keeper => {}
+    // 5. Spawn, with every signal sera forwards blocked from here on. A
+    //    keeper that reconnected while it waited holds a session the front
+    //    has no copy of: it forks once more, and holds that one for the new
+    //    keeper as the front holds the first.
+    signals.block();
+    if conn.connection_id() != session {
+        if let Some(code) = fork_keeper(&conn, &signals, &plan, &args, reporter)? {
+            return Ok(code);
+        }
     }
     tell_the_command(&held, lease_row.as_ref().map(|row| row.token));
     let mut child = spawn(
@@ -207,6 +226,22 @@ fn skipped(mut conn: Conn, args: &Args, reporter: &Reporter) -> i32 {
         exit::SKIPPED
     } else {
         0
+    }
+}
+
+/// Step 4: fork the keeper (keeper.rs). In the front, Some(exit code) once
+/// the keeper is done; in the keeper, None: it goes on with the run.
+fn fork_keeper(
+    conn: &Conn,
+    signals: &child::Signals,
+    plan: &Plan,
+    args: &Args,
+    reporter: &Reporter,
+) -> Result<Option<i32>, Failure> {
+    let kill_after = plan.settings.kill_after();
+    match keeper::fork(signals).map_err(|e| cannot_run(&args.command[0], e))? {
+        Role::Front(keeper) => Ok(Some(keeper::front(keeper, conn, kill_after, reporter))),
+        Role::Keeper => Ok(None),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::args::{self, Args};
 use crate::config::{self, Config};
 use crate::lock;
 use crate::report::{exit, Failure, Reporter};
+use crate::room;
 use crate::settings::{Lease, Settings};
 use crate::table::{self, LockTable};
 
@@ -113,6 +114,14 @@ pub struct Taking<'a> {
     pub lease: Lease,
     /// When `<wait>` is over.
     pub deadline: Instant,
+}
+
+/// Step 4 under way: what has been asked of the server so far.
+pub enum Asked<'a> {
+    /// In GET_LOCK mode, the first try, sent and not yet answered.
+    Lock(room::FirstTry),
+    /// In table mode nothing yet: the lease row is taken by `table::take_turn`.
+    Table(&'a LockTable),
 }
 
 /// The command as one line, for logs; the lock name is the MD5 of this.

@@ -13,7 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::args::Args;
 use crate::duration::{left, seconds};
 use crate::failure::no_turn;
 use crate::lock::{self, Granter, Probe, Refused};
@@ -21,7 +20,6 @@ use crate::mysql::{self, Conn, Error};
 use crate::plan::Taking;
 use crate::report::Failure;
 use crate::report::Reporter;
-use crate::settings::Settings;
 use crate::status::{self, Holder};
 
 /// The first retry comes after about this long (jittered by half either
@@ -197,35 +195,69 @@ pub enum NoTurn {
     WrongServer(Granter),
 }
 
-/// Step 4 of a run in GET_LOCK mode: the lock, or a slot of it, or the news that the run we waited
-/// for is over; and when the grant restarted the server's idle clock, from
-/// which the lease runs (`lock::clock`). The same round trip sets the
-/// session's idle timeout to the lease.
-pub fn take_turn(
+/// The first try of step 4, sent and not yet answered: what `take_turn`
+/// needs to read its answer.
+pub struct FirstTry {
+    /// The waiting-room seats the try offered.
+    seats: Vec<String>,
+    keep_session: Option<String>,
+    asked: Instant,
+    /// When it went, on the lease's clock (`lock::clock`).
+    sent: Duration,
+}
+
+/// Step 4 of a run in GET_LOCK mode, first half: send the first try, with
+/// the SET that makes the session's idle timeout the lease, and read
+/// nothing yet: sera forks its keeper while the server answers.
+pub fn ask(
     conn: &mut Conn,
     taking: &Taking,
     connector: &mut Connector,
-    reporter: &Reporter,
-) -> Result<(Turn, Duration), Failure> {
+) -> Result<FirstTry, Failure> {
     let Taking {
         plan,
         args,
         lease,
         deadline,
     } = *taking;
-    let asked = Instant::now();
-    let sent = lock::clock();
-    let keep_session = lock::keep_session_sql(&plan.config.server, lease);
-    let asking = Asking {
-        lock_name: &plan.lock_name,
-        args,
-        deadline,
-        settings: &plan.settings,
-        keep_session: keep_session.as_deref(),
-        allow_read_only: plan.config.allow_read_only,
-        reporter,
+    let first = FirstTry {
+        seats: first_try_seats(
+            &plan.lock_name,
+            plan.settings.waiting_room(),
+            !left(deadline).is_zero(),
+            connector.backoff.random(),
+        ),
+        keep_session: lock::keep_session_sql(&plan.config.server, lease),
+        asked: Instant::now(),
+        sent: lock::clock(),
     };
-    let turn = take_lock(conn, &asking, connector)
+    let slots = plan.settings.slots();
+    lock::send_try(
+        conn,
+        &plan.lock_name,
+        slots,
+        &first.seats,
+        first.keep_session.as_deref(),
+        Probe::Full,
+    )
+    .map_err(|e| no_turn(NoTurn::LockFailed(e), &plan.config, args.wait, slots))?;
+    Ok(first)
+}
+
+/// Step 4, second half: the answer to the first try (`ask`), and what
+/// follows: the lock, or a slot of it, or the news that the run we waited
+/// for is over; and when the grant restarted the server's idle clock, from
+/// which the lease runs (`lock::clock`).
+pub fn take_turn(
+    conn: &mut Conn,
+    first: FirstTry,
+    taking: &Taking,
+    connector: &mut Connector,
+    reporter: &Reporter,
+) -> Result<(Turn, Duration), Failure> {
+    let Taking { plan, args, .. } = *taking;
+    let (asked, sent) = (first.asked, first.sent);
+    let turn = take_lock(conn, first, taking, connector, reporter)
         .map_err(|why| no_turn(why, &plan.config, args.wait, plan.settings.slots()))?;
     // The server's idle clock restarted when it granted the lock, which was
     // no later than the answer came; a second less allows for the way
@@ -240,54 +272,57 @@ pub fn take_turn(
     Ok((turn, renewed_at))
 }
 
-/// What `take_lock` needs to know about the run.
-pub struct Asking<'a> {
-    pub lock_name: &'a str,
-    pub args: &'a Args,
-    /// When `<wait>` is over.
-    pub deadline: Instant,
-    pub settings: &'a Settings,
-    /// Sent with every first try of a session: `lock::keep_session_sql`.
-    pub keep_session: Option<&'a str>,
-    /// The config's `allow_read_only`: a read-only lock server is meant.
-    pub allow_read_only: bool,
-    pub reporter: &'a Reporter,
-}
-
-/// Take the lock, or one of its slots, waiting for it until `deadline`: first
-/// without waiting; then, with a seat in the waiting room, connected and
-/// blocked in the server; and while the room is full, from outside, hung up,
-/// trying again now and then on a new connection (`connector`). With
-/// `--wait-and-skip` only the first to ask runs; the others wait for it to
-/// finish and skip.
-pub fn take_lock(
+/// Take the lock, or one of its slots, waiting for it until the deadline:
+/// first without waiting (the try `ask` sent); then, with a seat in the
+/// waiting room, connected and blocked in the server; and while the room is
+/// full, from outside, hung up, trying again now and then on a new
+/// connection (`connector`). With `--wait-and-skip` only the first to ask
+/// runs; the others wait for it to finish and skip.
+fn take_lock(
     conn: &mut Conn,
-    asking: &Asking,
+    first_try: FirstTry,
+    taking: &Taking,
     connector: &mut Connector,
+    reporter: &Reporter,
 ) -> Result<Turn, NoTurn> {
-    let Asking {
-        lock_name,
+    let Taking {
+        plan,
         args,
         deadline,
-        settings,
+        ..
+    } = *taking;
+    let (lock_name, settings) = (plan.lock_name.as_str(), &plan.settings);
+    let allow_read_only = plan.config.allow_read_only;
+    let FirstTry {
+        seats,
         keep_session,
-        allow_read_only,
-        reporter,
-    } = *asking;
+        ..
+    } = first_try;
+    let keep_session = keep_session.as_deref();
+    let mut sent_seats = Some(seats);
     let slots = settings.slots();
     let mut first = true;
     let mut was_outside = false;
     // Which server variables this server lets the first try ask for.
     let mut probe = Probe::Full;
     loop {
-        // Every try is on a new session, which needs keep_session too.
-        let seats = first_try_seats(
-            lock_name,
-            settings.waiting_room(),
-            !left(deadline).is_zero(),
-            connector.backoff.random(),
-        );
-        let tried = lock::try_take(conn, lock_name, slots, &seats, keep_session, &mut probe)
+        // Every try is on a new session, which needs keep_session too. The
+        // first went with `ask`.
+        let seats = match sent_seats.take() {
+            Some(seats) => seats,
+            None => {
+                let seats = first_try_seats(
+                    lock_name,
+                    settings.waiting_room(),
+                    !left(deadline).is_zero(),
+                    connector.backoff.random(),
+                );
+                lock::send_try(conn, lock_name, slots, &seats, keep_session, probe)
+                    .map_err(NoTurn::LockFailed)?;
+                seats
+            }
+        };
+        let tried = lock::answer_try(conn, lock_name, slots, &seats, keep_session, &mut probe)
             .map_err(NoTurn::LockFailed)?;
         // Whether or not the lock was free: a busy lock on a replica is on
         // the wrong server all the same.

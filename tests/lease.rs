@@ -6,8 +6,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::sera::{alive, Outcome, Setup};
-use support::{wait_until, Server, TempDir};
+use support::sera::{alive, hex, Outcome, Setup};
+use support::{wait_until, Server, TempDir, LONG};
 
 /// `sh -c SCRIPT ROLE`: takes the flock probe without waiting and logs
 /// "ROLE ran", or "ROLE overlapped" if a tree of another run still holds
@@ -201,4 +201,162 @@ fn a_sigkilled_keeper_leaves_a_tree_that_sera_stops_before_the_lock_frees() {
     assert_eq!(next.code, 0, "{}", next.stderr);
     let log = std::fs::read_to_string(files.join("log")).unwrap_or_default();
     assert!(!log.contains("overlapped"), "the runs overlapped: {log}");
+}
+
+/// The pid of the process that runs the worker's shell: the keeper that
+/// started the command.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_keeper_that_waited_outside_the_room_leaves_its_tree_covered_too() {
+    // A waiter that found the waiting room full hung up and came back on a
+    // new connection, so its lock is on a session the front has no copy of.
+    // Its keeper forks once more and holds that session for the keeper that
+    // runs the command: when that one is SIGKILLed, the lock still stays
+    // held until the tree it leaves is stopped.
+    let server = Server::shared();
+    let dsn = server.dsn();
+    let s = Setup::with_json(&format!("{{\"server\": \"{dsn}\", \"waiting_room\": 1}}"));
+    let files = TempDir::new();
+    let gate = files.join("gate");
+    let hold = format!("until [ -e {} ]; do sleep 0.05; done", gate.display());
+    let name = ["--name", "lease-outside"];
+    let mut holder = s
+        .command(&[&name[..], &["0", "sh", "-c", &hold]].concat())
+        .spawn()
+        .unwrap();
+    let held = "SELECT IS_USED_LOCK('lease-outside') IS NOT NULL";
+    assert!(wait_until(LONG, || server.sql(held) == "1"), "no holder");
+    let mut seated = s
+        .command(&[&name[..], &["30", "true"]].concat())
+        .spawn()
+        .unwrap();
+    let seat = "SELECT IS_USED_LOCK('lease-outside#room1') IS NOT NULL";
+    assert!(
+        wait_until(LONG, || server.sql(seat) == "1"),
+        "no one seated"
+    );
+    let stderr = files.join("stderr");
+    let first = job(&files, "first");
+    let sera = s
+        .command(&args(
+            &["-v", "--kill-after", "1s", "--name", "lease-outside", "30"],
+            &first,
+        ))
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(LONG, || std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .contains("the waiting room is full")),
+        "the third sera never waited outside"
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert!(seated.wait().unwrap().success());
+
+    let worker_file = files.join("worker");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &worker_file
+        )
+        .is_ok_and(|s| s.ends_with('\n'))),
+        "the worker never started"
+    );
+    let worker: u32 = std::fs::read_to_string(&worker_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let shell = parent_of(worker).expect("the worker's shell");
+    let keeper = parent_of(shell).expect("the keeper that runs the command");
+    let first_keeper = children(sera.id());
+    let second_keeper = first_keeper
+        .iter()
+        .flat_map(|&k| children(k))
+        .collect::<Vec<_>>();
+    assert_eq!(server.sql(held), "1");
+
+    // SAFETY: kill takes plain integers and touches no memory.
+    unsafe { libc::kill(keeper as i32, libc::SIGKILL) };
+    assert!(
+        wait_until(Duration::from_secs(20), || server.sql(held) == "0"),
+        "the lock was never freed"
+    );
+    assert!(!alive(worker), "the lock was free while the worker ran");
+    let out = Outcome::from(sera.wait_with_output().unwrap());
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    assert_eq!(out.code, 206, "{said}");
+    assert!(
+        said.contains(&format!(
+            "sera: lost the keeper: sera's keeper (pid {keeper}) was killed by signal 9; \
+             stopped what the command left"
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        second_keeper,
+        [keeper],
+        "sera's keeper ({first_keeper:?}) should have forked the one that runs the command"
+    );
+}
+
+#[test]
+fn a_sera_stopped_while_it_waits_ends_as_the_signal_ends_it_and_leaves_the_server() {
+    // While sera waits for the lock its keeper waits, with the signals at
+    // their defaults: SIGTERM to sera reaches it, it dies of it, and sera
+    // dies the same way, as it did before there was a keeper. The command
+    // never runs, and the server has no session of it left.
+    let server = Server::shared();
+    let s = Setup::new(&server.dsn());
+    let files = TempDir::new();
+    let gate = files.join("gate");
+    let hold = format!("until [ -e {} ]; do sleep 0.05; done", gate.display());
+    let mut holder = s
+        .command(&["--name", "lease-stopped", "0", "sh", "-c", &hold])
+        .spawn()
+        .unwrap();
+    let held = "SELECT IS_USED_LOCK('lease-stopped') IS NOT NULL";
+    assert!(wait_until(LONG, || server.sql(held) == "1"), "no holder");
+    let ran = files.join("ran");
+    let touch = format!("touch {}", ran.display());
+    // The sessions blocked in GET_LOCK on this lock (sera sends the name
+    // hex-encoded; hex digits are the same in either case to LIKE).
+    let sessions = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+         WHERE STATE = 'User lock' AND INFO LIKE '%{}%'",
+        hex("lease-stopped")
+    );
+    let sessions = sessions.as_str();
+    let before = server.sql(sessions);
+    assert_eq!(before, "0");
+    let waiter = s
+        .command(&["--name", "lease-stopped", "30", "sh", "-c", &touch])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(LONG, || server.sql(sessions) == "1"),
+        "the waiter never blocked in GET_LOCK"
+    );
+    // SAFETY: kill takes plain integers and touches no memory.
+    unsafe { libc::kill(waiter.id() as i32, libc::SIGTERM) };
+    let out = Outcome::from(waiter.wait_with_output().unwrap());
+    assert_eq!(out.code, 128 + libc::SIGTERM, "{}", out.stderr);
+    assert_eq!(out.stderr, "", "sera dies of the signal, as it always did");
+    assert!(
+        wait_until(LONG, || server.sql(sessions) == "0"),
+        "the waiter's session stayed on the server"
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert!(!ran.exists(), "the command ran after sera was stopped");
 }
