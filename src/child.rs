@@ -347,75 +347,89 @@ pub unsafe fn spawn(
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
 
-    let mut pipe = [0; 2];
-    // SAFETY: pipe has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(SpawnError {
-            errno: last_errno(),
-        });
-    }
-    let [report_read, report_write] = pipe;
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
+    let mut exec = Exec {
+        path: path.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        mask,
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+        errno: 0,
+    };
     // Whatever the command leaves when it exits comes to sera, not to init.
     // SAFETY: PR_SET_CHILD_SUBREAPER takes a plain integer and touches no
     // memory.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
 
-    // SAFETY: the caller promises a single thread, so the child may go on to
-    // exec, and it makes only async-signal-safe calls until then.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        let errno = last_errno();
-        // SAFETY: both descriptors are ours, and unused after this.
-        unsafe {
-            libc::close(report_read);
-            libc::close(report_write);
-        }
-        return Err(SpawnError { errno });
-    }
-    if pid == 0 {
-        // In the child: only async-signal-safe calls from here to exec.
-        // SAFETY: in the child of a single-threaded process; each call is
-        // async-signal-safe, and every pointer (mask, path, argv, errno) was
-        // made before fork and lives in the child's copy of this stack and
-        // heap.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // sera may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(127);
-            }
-            // Rust ignores SIGPIPE for its own sake; the command must not.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
-            libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
-            let errno = *libc::__errno_location();
-            libc::write(report_write, (&errno as *const i32).cast(), 4);
-            libc::_exit(127);
-        }
-    }
-
-    // SAFETY: report_write is ours; the child has its own copy.
-    unsafe { libc::close(report_write) };
-    let mut errno = 0i32;
-    let n = loop {
-        // SAFETY: errno is a live i32, and read writes at most 4 bytes into it.
-        let n = unsafe { libc::read(report_read, (&mut errno as *mut i32).cast(), 4) };
-        if n >= 0 || last_errno() != libc::EINTR {
-            break n;
-        }
+    // The command's process runs in sera's memory until it execs, on a
+    // stack of its own, with sera suspended meanwhile (what posix_spawn
+    // does): no page tables to copy, no copy-on-write faults after, and an
+    // exec failure comes back in `exec.errno`, no pipe needed.
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
+    // SAFETY: the stack grows down from the end of the allocation, which
+    // lives until clone returns: with CLONE_VFORK that is after the child
+    // has exec'd or exited. `exec` lives as long. The caller promises a
+    // single thread, and exec_command makes only async-signal-safe calls.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
+        libc::clone(
+            exec_command,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut exec as *mut Exec).cast(),
+        )
     };
-    // SAFETY: report_read is ours, and unused after this.
-    unsafe { libc::close(report_read) };
-    if n == 4 {
-        // The child exits at once; reap it so it leaves no zombie.
-        // SAFETY: pid is our child, which has exited or is about to; a null
-        // status is allowed.
+    if pid < 0 {
+        return Err(SpawnError {
+            errno: last_errno(),
+        });
+    }
+    if exec.errno != 0 {
+        // The child has exited; reap it so it leaves no zombie.
+        // SAFETY: pid is our child, which has exited; a null status is
+        // allowed.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        return Err(SpawnError { errno });
+        return Err(SpawnError { errno: exec.errno });
     }
     Ok(Child::adopt(pid, signals))
+}
+
+/// The stack of the command's process between clone and exec: a handful of
+/// system calls need far less.
+const CHILD_STACK: usize = 32 * 1024;
+
+/// What the command's process needs between clone and exec, all made
+/// before: it may not allocate.
+struct Exec {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    /// The signal mask the command gets.
+    mask: libc::sigset_t,
+    /// sera's pid, to tell whether sera died before PR_SET_PDEATHSIG.
+    parent: libc::pid_t,
+    /// Why exec failed (0: it did not), written by the child.
+    errno: i32,
+}
+
+/// The command's process, from clone to exec.
+extern "C" fn exec_command(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: arg is the Exec of `spawn`, alive and otherwise untouched
+    // while sera is suspended in clone; each call is async-signal-safe, and
+    // signal dispositions and the mask are this process's own (no
+    // CLONE_SIGHAND), not sera's.
+    unsafe {
+        let exec = &mut *arg.cast::<Exec>();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // sera may have died before prctl took effect.
+        if libc::getppid() != exec.parent {
+            libc::_exit(127);
+        }
+        // Rust ignores SIGPIPE for its own sake; the command must not.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_SETMASK, &exec.mask, std::ptr::null_mut());
+        libc::execv(exec.path, exec.argv);
+        exec.errno = *libc::__errno_location();
+        libc::_exit(127)
+    }
 }
 
 /// What ended a wait.
