@@ -39,6 +39,9 @@ pub struct Child {
     pub stop_signal: Option<libc::c_int>,
     /// As `Signals::as_init`.
     as_init: bool,
+    /// This child is sera's keeper, and may tell, with `keeper::done`, how
+    /// the run ends before it exits.
+    pub is_keeper: bool,
 }
 
 /// The signals that ask sera (a process manager's stop, Ctrl-C, a hangup)
@@ -447,6 +450,9 @@ pub enum Wake {
         signal: libc::c_int,
         status: libc::c_int,
     },
+    /// The keeper told the front, with `keeper::done`, that the run is over
+    /// and how it ends.
+    KeeperDone { code: i32 },
 }
 
 impl Child {
@@ -459,6 +465,20 @@ impl Child {
             tree_empty: false,
             stop_signal: None,
             as_init: signals.as_init,
+            is_keeper: false,
+        }
+    }
+
+    /// The exit code the keeper sent with `keeper::done`, if `sig` is that.
+    fn keeper_done(&self, sig: libc::c_int, info: &libc::siginfo_t) -> Option<i32> {
+        // SAFETY: si_pid and si_value are set for a signal sent by sigqueue
+        // (SI_QUEUE), and read only then.
+        unsafe {
+            (self.is_keeper
+                && sig == crate::keeper::done_signal()
+                && info.si_code == libc::SI_QUEUE
+                && info.si_pid() == self.pid)
+                .then(|| info.si_value().sival_ptr as usize as i32)
         }
     }
 
@@ -521,9 +541,13 @@ impl Child {
                     };
                 }
             }
+            // SAFETY: sig >= 0, so sigwaitinfo or sigtimedwait filled info.
+            let info = unsafe { info.assume_init() };
+            if let Some(code) = self.keeper_done(sig, &info) {
+                return Wake::KeeperDone { code };
+            }
             if self.status.is_none() {
-                // SAFETY: sig >= 0, so sigwaitinfo or sigtimedwait filled info.
-                forward(self.pid, sig, unsafe { &info.assume_init() });
+                forward(self.pid, sig, &info);
             }
         }
     }

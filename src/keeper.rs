@@ -30,9 +30,11 @@
 //!   Ctrl-C) goes to the keeper, which dies of it as sera always did then,
 //!   and the front ends the same way.
 //!
-//! The cost on the fast path is one exit and wait more; the fork itself
-//! overlaps the server's answer.
+//! The cost on the fast path is the fork, and the keeper's word to the
+//! front (`done`) when the run is over: the front exits then, without
+//! waiting for the keeper's own exit.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use crate::child::{self, Child, Signals, SpawnError, Wake};
@@ -65,8 +67,11 @@ pub fn fork(signals: &Signals) -> Result<Role, SpawnError> {
             });
         }
         if pid > 0 {
-            return Ok(Role::Front(Child::adopt(pid, signals)));
+            let mut keeper = Child::adopt(pid, signals);
+            keeper.is_keeper = true;
+            return Ok(Role::Front(keeper));
         }
+        FRONT.store(front, Ordering::Relaxed);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
         // The front may have died before prctl took effect: the same stop.
         if libc::getppid() != front {
@@ -81,7 +86,13 @@ pub fn fork(signals: &Signals) -> Result<Role, SpawnError> {
 /// the keeper was killed, the lock stays held while the tree it leaves is
 /// stopped.
 pub fn front(mut keeper: Child, _conn: &Conn, kill_after: Duration, reporter: &Reporter) -> i32 {
-    while !matches!(keeper.wait(None), Wake::CommandExited { .. }) {}
+    loop {
+        match keeper.wait(None) {
+            Wake::KeeperDone { code } => return code,
+            Wake::CommandExited { .. } => break,
+            _ => {}
+        }
+    }
     let status = keeper.status.unwrap_or(0);
     if !libc::WIFSIGNALED(status) {
         // The keeper has released the lock and said all there was to say.
@@ -122,4 +133,34 @@ pub fn front(mut keeper: Child, _conn: &Conn, kill_after: Duration, reporter: &R
         ),
     ));
     exit::LOCK_LOST
+}
+
+/// The pid of the front, in the keeper (0 in the front).
+static FRONT: AtomicI32 = AtomicI32::new(0);
+
+/// The signal of `done`: the first real-time signal the C library leaves to
+/// programs.
+pub fn done_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+/// The keeper's last word, once the lock is released and the tree is gone:
+/// tell the front the exit code, so that it exits now rather than after the
+/// keeper's own exit. Only to the front, and only while it is this
+/// process's parent: a keeper whose front was killed has another parent
+/// now (init, or a process manager), and a real-time signal means
+/// something else to it (to systemd, a change of mode).
+pub fn done(code: i32) -> i32 {
+    let front = FRONT.load(Ordering::Relaxed);
+    // SAFETY: plain system calls; the value sent is an integer, not a
+    // pointer anyone dereferences.
+    unsafe {
+        if front != 0 && libc::getppid() == front {
+            let value = libc::sigval {
+                sival_ptr: code as usize as *mut libc::c_void,
+            };
+            libc::sigqueue(front, done_signal(), value);
+        }
+    }
+    code
 }

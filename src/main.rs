@@ -163,7 +163,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     if let (Some(row), Ending::Exited { .. }) = (&mut lease_row, &ending) {
         row.release(&mut conn, duration::left(until));
     }
-    Ok(release(conn, ending, reporter))
+    Ok(keeper::done(release(conn, ending, reporter)))
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has

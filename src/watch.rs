@@ -135,7 +135,7 @@ pub fn watch(
             _ => {
                 let until = [next_check, stop_from].into_iter().flatten().min();
                 match child.wait(until.map(|t| t.saturating_sub(now))) {
-                    Wake::Timeout => {}
+                    Wake::Timeout | Wake::KeeperDone { .. } => {}
                     Wake::CommandExited { status } => {
                         watching.reporter.event(&format!(
                             "the command {} after {} s",
@@ -258,7 +258,7 @@ pub fn min_hold(conn: &mut Conn, child: &mut Child, watching: &Watching, until: 
                 ));
                 return;
             }
-            Wake::Timeout => {}
+            Wake::Timeout | Wake::KeeperDone { .. } => {}
             // Something the command left was reaped.
             Wake::CommandExited { .. } | Wake::TreeEmpty { .. } => continue,
         }

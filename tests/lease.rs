@@ -360,3 +360,47 @@ fn a_sera_stopped_while_it_waits_ends_as_the_signal_ends_it_and_leaves_the_serve
     assert!(holder.wait().unwrap().success());
     assert!(!ran.exists(), "the command ran after sera was stopped");
 }
+
+#[test]
+fn a_keeper_whose_sera_was_killed_signals_no_one_else_at_the_end() {
+    // The keeper tells its front, with a real-time signal, that the run is
+    // over. With the front SIGKILLed the keeper has a new parent, the
+    // nearest subreaper (here an outer sera's keeper; on a host, init or
+    // systemd, to which such a signal means a change of mode), and must not
+    // signal it: the outer sera would pass it on to its command, and the
+    // command would die of it.
+    let s = Setup::new(&Server::shared().dsn());
+    let files = TempDir::new();
+    let f = |name: &str| files.join(name).display().to_string();
+    let inner = format!(
+        "{sera} --config {config} --name lease-inner 5 sh -c 'touch {running}; sleep 3' & \
+         echo $! > {front}; wait; sleep 2; echo outer-done",
+        sera = env!("CARGO_BIN_EXE_sera"),
+        config = s.config.display(),
+        running = f("running"),
+        front = f("front"),
+    );
+    let outer = s
+        .command(&["--name", "lease-outer", "5", "sh", "-c", &inner])
+        .spawn()
+        .unwrap();
+    let running = files.join("running");
+    assert!(
+        wait_until(LONG, || running.exists()),
+        "the inner command never ran"
+    );
+    let front: i32 = std::fs::read_to_string(files.join("front"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill takes plain integers and touches no memory.
+    unsafe { libc::kill(front, libc::SIGKILL) };
+    let out = Outcome::from(outer.wait_with_output().unwrap());
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "outer-done\n"),
+        "{}",
+        out.stderr
+    );
+}
