@@ -161,7 +161,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     // 7. Release: ending the session frees the lock at once; a lease row is
     //    given back first.
     if let (Some(row), Ending::Exited { .. }) = (&mut lease_row, &ending) {
-        row.release(&mut conn, duration::left(until));
+        row.release(&mut conn, duration::left(until), reporter);
     }
     Ok(keeper::done(release(conn, ending, reporter)))
 }

@@ -324,7 +324,7 @@ pub fn take_lock(
             Ok(Some(token)) if asking.wait_and_skip && !first => {
                 // The run we waited for is over: give the lock straight back.
                 let mut ours = Lease::new(asking, holder, token, sent);
-                ours.release(conn, Duration::ZERO);
+                ours.release(conn, Duration::ZERO, reporter);
                 return Ok(Taken::Skip);
             }
             Ok(Some(token)) => {
@@ -672,19 +672,26 @@ impl Lease {
     /// min_hold, set to the hold's end, so that the row keeps the lock
     /// without sera (a take succeeds the grace after it). The row stays, so
     /// the token keeps growing. A release that fails leaves the lease to run
-    /// out.
-    pub fn release(&mut self, conn: &mut Conn, hold: Duration) {
+    /// out, and says why.
+    pub fn release(&mut self, conn: &mut Conn, hold: Duration, reporter: &Reporter) {
+        if let Err(why) = self.give_back(conn, hold) {
+            reporter.warn(&format!(
+                "could not give the lease row back: {why}; it is free again when its \
+                 lease ends, within {} s",
+                seconds(self.length)
+            ));
+        }
+    }
+
+    fn give_back(&mut self, conn: &mut Conn, hold: Duration) -> Result<(), String> {
         if !self.connected || self.sent_at.is_some() {
             // The link is in doubt or busy with an unanswered renewal: one
             // fresh connection, quickly, or the lease simply runs out.
             let mut dsn = self.dsn.clone();
             dsn.timeout = Some(Duration::from_secs(1));
-            let Ok(mut fresh) = Conn::connect_as(&dsn, &self.about) else {
-                return;
-            };
-            if prepare(&mut fresh, Duration::from_secs(1)).is_err() {
-                return;
-            }
+            let reconnect = |e: Error| format!("cannot reconnect to {}: {e}", dsn.address);
+            let mut fresh = Conn::connect_as(&dsn, &self.about).map_err(reconnect)?;
+            prepare(&mut fresh, Duration::from_secs(1)).map_err(reconnect)?;
             conn.quit();
             *conn = fresh;
         }
@@ -697,10 +704,12 @@ impl Lease {
             self.table.sql(),
             self.row_sql()
         );
-        for _ in 0..3 {
+        let mut tries = 3;
+        loop {
             match write(conn, &sql, Duration::from_secs(1)) {
-                Err(e) if lost_a_race(&e) => continue,
-                _ => return,
+                Err(e) if lost_a_race(&e) && tries > 1 => tries -= 1,
+                Err(e) => return Err(e.to_string()),
+                Ok(_) => return Ok(()),
             }
         }
     }

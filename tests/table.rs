@@ -301,3 +301,37 @@ fn min_hold_is_kept_by_the_row_and_sera_exits_at_once() {
     assert_eq!(late.code, 205, "{}", late.stderr);
     assert_eq!(ran(), 2, "the late host did not run it again");
 }
+
+#[test]
+fn a_lease_row_that_cannot_be_given_back_is_a_warning_and_the_commands_status_stands() {
+    // The table is gone when the job ends (dropped by a careless migration):
+    // the row cannot be given back. The run still ends with the command's
+    // status, and says that the lock is free only when the lease runs out.
+    let server = Server::shared();
+    let s = Setup::new(&server.dsn());
+    let table = "sera_test.dropped";
+    let dir = support::TempDir::new();
+    let gate = dir.join("gate");
+    let job = format!("{}; exit 4", support::sera::until_exists(&gate));
+    let sera = s
+        .command(&args(table, "dropped", &["0", "sh", "-c", &job]))
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(LONG, || row(server, table, "dropped").ends_with("|1")),
+        "the lease was never taken"
+    );
+    server.sql(&format!("DROP TABLE {table}"));
+    std::fs::write(&gate, "").unwrap();
+    let out = finish(sera);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("sera: warning: could not give the lease row back: ")
+            && out
+                .stderr
+                .contains("; it is free again when its lease ends, within 5 s\n"),
+        "{}",
+        out.stderr
+    );
+}
