@@ -26,6 +26,23 @@ fn job(files: &TempDir, role: &str) -> Vec<String> {
     ["sh", "-c", &script, role].map(String::from).to_vec()
 }
 
+/// The pid of the worker that the job "first" leaves, once it has started.
+fn started_worker(files: &TempDir) -> u32 {
+    let worker_file = files.join("worker");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &worker_file
+        )
+        .is_ok_and(|s| s.ends_with('\n'))),
+        "the worker never started"
+    );
+    std::fs::read_to_string(&worker_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn args<'a>(front: &[&'a str], job: &'a [String]) -> Vec<&'a str> {
     front
         .iter()
@@ -56,19 +73,7 @@ fn a_worker_outliving_a_sigkilled_sera_and_its_lease_is_not_overlapped() {
         ))
         .spawn()
         .unwrap();
-    let worker_file = files.join("worker");
-    assert!(
-        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
-            &worker_file
-        )
-        .is_ok_and(|s| s.ends_with('\n'))),
-        "the worker never started"
-    );
-    let worker: u32 = std::fs::read_to_string(&worker_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let worker = started_worker(&files);
 
     unsafe { libc::kill(sera.id() as i32, libc::SIGKILL) };
     sera.wait().unwrap();
@@ -152,19 +157,7 @@ fn a_sigkilled_keeper_leaves_a_tree_that_sera_stops_before_the_lock_frees() {
         ))
         .spawn()
         .unwrap();
-    let worker_file = files.join("worker");
-    assert!(
-        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
-            &worker_file
-        )
-        .is_ok_and(|s| s.ends_with('\n'))),
-        "the worker never started"
-    );
-    let worker: u32 = std::fs::read_to_string(&worker_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let worker = started_worker(&files);
     let keeper = children(sera.id());
     assert_eq!(keeper.len(), 1, "sera should have one child, its keeper");
     let held = "SELECT IS_USED_LOCK('lease-keeper') IS NOT NULL";
@@ -264,19 +257,7 @@ fn a_keeper_that_waited_outside_the_room_leaves_its_tree_covered_too() {
     assert!(holder.wait().unwrap().success());
     assert!(seated.wait().unwrap().success());
 
-    let worker_file = files.join("worker");
-    assert!(
-        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
-            &worker_file
-        )
-        .is_ok_and(|s| s.ends_with('\n'))),
-        "the worker never started"
-    );
-    let worker: u32 = std::fs::read_to_string(&worker_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let worker = started_worker(&files);
     let shell = parent_of(worker).expect("the worker's shell");
     let keeper = parent_of(shell).expect("the keeper that runs the command");
     let first_keeper = children(sera.id());
