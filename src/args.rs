@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::settings::{self, Settings};
-use crate::table::LockTable;
+use crate::sql::LockTable;
 
 #[derive(Debug, Default)]
 pub struct Args {

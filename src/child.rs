@@ -151,6 +151,12 @@ impl Signals {
     }
 }
 
+/// The signal of `keeper::done`: the first real-time signal the C library
+/// leaves to programs.
+pub fn done_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
 /// End this process as `sig` would have ended it, had it not been blocked:
 /// the shell sees the same status. As PID 1 the kernel drops the signal,
 /// so the exit code is the shell's 128+N then.
@@ -475,7 +481,7 @@ impl Child {
         // (SI_QUEUE), and read only then.
         unsafe {
             (self.is_keeper
-                && sig == crate::keeper::done_signal()
+                && sig == done_signal()
                 && info.si_code == libc::SI_QUEUE
                 && info.si_pid() == self.pid)
                 .then(|| info.si_value().sival_ptr as usize as i32)

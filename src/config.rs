@@ -16,7 +16,7 @@ use miniserde::json::{self, Value};
 use crate::dsn::{Dsn, Tls};
 use crate::mysql;
 use crate::settings::{self, Settings};
-use crate::table::LockTable;
+use crate::sql::LockTable;
 
 /// Where the Go sera looks, and so where sera looks by default.
 pub const DEFAULT_PATH: &str = "/etc/sera.json";

@@ -10,9 +10,23 @@ use crate::config::Config;
 use crate::duration::seconds;
 use crate::lock::Granter;
 use crate::mysql;
+use crate::mysql::Error;
 use crate::report::{exit, Failure};
-use crate::room::NoTurn;
 use crate::status::Holder;
+
+/// Why the wait ended without the lock.
+pub enum NoTurn {
+    /// `<wait>` is over. `holder`: who held the plain lock, as far as the
+    /// server said (a semaphore's slots are not looked up).
+    TimedOut { holder: Option<Box<Holder>> },
+    /// The server refused the lock, or the link failed.
+    LockFailed(Error),
+    /// Reconnecting from outside the room failed.
+    ConnectFailed(Error),
+    /// The server that answered is no place for this lock: read-only (a
+    /// replica) or a Galera node. The lock, if taken, was given back.
+    WrongServer(Granter),
+}
 
 /// The wait for the lock ended without the lock.
 pub fn no_turn(why: NoTurn, config: &Config, wait: Duration, slots: u32) -> Failure {

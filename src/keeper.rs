@@ -138,12 +138,6 @@ pub fn front(mut keeper: Child, _conn: &Conn, kill_after: Duration, reporter: &R
 /// The pid of the front, in the keeper (0 in the front).
 static FRONT: AtomicI32 = AtomicI32::new(0);
 
-/// The signal of `done`: the first real-time signal the C library leaves to
-/// programs.
-pub fn done_signal() -> libc::c_int {
-    libc::SIGRTMIN()
-}
-
 /// The keeper's last word, once the lock is released and the tree is gone:
 /// tell the front the exit code, so that it exits now rather than after the
 /// keeper's own exit. Only to the front, and only while it is this
@@ -159,7 +153,7 @@ pub fn done(code: i32) -> i32 {
             let value = libc::sigval {
                 sival_ptr: code as usize as *mut libc::c_void,
             };
-            libc::sigqueue(front, done_signal(), value);
+            libc::sigqueue(front, child::done_signal(), value);
         }
     }
     code

@@ -18,7 +18,7 @@ pub mod report;
 pub mod room;
 mod server_key;
 pub mod settings;
-mod sql;
+pub mod sql;
 pub mod status;
 pub mod syslog;
 pub mod table;

@@ -15,13 +15,13 @@ use sera::failure::{cannot_run, connect_failure};
 use sera::keeper::{self, Role};
 use sera::lock;
 use sera::mysql::Conn;
-use sera::plan::{self, Asked, Plan, Taking};
+use sera::plan::{self, Plan, Taking};
 use sera::report::{exit, say, Failure, Reporter};
 use sera::room::{self, Connector, Turn};
 use sera::settings::Lease;
 use sera::status;
-use sera::table;
 use sera::watch::{self, Ending, Watching};
+use sera::{sql::LockTable, table};
 
 fn main() {
     let mut reporter = Reporter::stderr_only();
@@ -164,6 +164,14 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         row.release(&mut conn, duration::left(until), reporter);
     }
     Ok(keeper::done(release(conn, ending, reporter)))
+}
+
+/// Step 4 under way: what has been asked of the server so far.
+enum Asked<'a> {
+    /// In GET_LOCK mode, the first try, sent and not yet answered.
+    Lock(room::FirstTry),
+    /// In table mode nothing yet: the lease row is taken by `table::take_turn`.
+    Table(&'a LockTable),
 }
 
 /// Step 1: what the user asked for. None once `--help` or `--version` has

@@ -11,9 +11,8 @@ use crate::args::{self, Args};
 use crate::config::{self, Config};
 use crate::lock;
 use crate::report::{exit, Failure, Reporter};
-use crate::room;
-use crate::settings::{Lease, Settings};
-use crate::table::{self, LockTable};
+use crate::settings::{self, Lease, Settings};
+use crate::sql::LockTable;
 
 /// What the config and the flags make of this run.
 pub struct Plan {
@@ -61,7 +60,7 @@ pub fn configure(args: &Args, reporter: &mut Reporter) -> Result<Plan, Failure> 
     let lock_table = args.lock_table.clone().or(config.lock_table.clone());
     if let Some(why) = lock_table
         .as_ref()
-        .and_then(|_| table::refuse_settings(&settings))
+        .and_then(|_| settings::refused_in_table_mode(&settings))
     {
         // 201 when a flag had a part in it, 200 when the config alone did.
         let flags = args.lock_table.is_some()
@@ -114,14 +113,6 @@ pub struct Taking<'a> {
     pub lease: Lease,
     /// When `<wait>` is over.
     pub deadline: Instant,
-}
-
-/// Step 4 under way: what has been asked of the server so far.
-pub enum Asked<'a> {
-    /// In GET_LOCK mode, the first try, sent and not yet answered.
-    Lock(room::FirstTry),
-    /// In table mode nothing yet: the lease row is taken by `table::take_turn`.
-    Table(&'a LockTable),
 }
 
 /// The command as one line, for logs; the lock name is the MD5 of this.

@@ -14,13 +14,13 @@
 use std::time::{Duration, Instant};
 
 use crate::duration::{left, seconds};
-use crate::failure::no_turn;
-use crate::lock::{self, Granter, Probe, Refused};
+use crate::failure::{no_turn, NoTurn};
+use crate::lock::{self, Probe, Refused};
 use crate::mysql::{self, Conn, Error};
 use crate::plan::Taking;
 use crate::report::Failure;
 use crate::report::Reporter;
-use crate::status::{self, Holder};
+use crate::status;
 
 /// The first retry comes after about this long (jittered by half either
 /// way), each next one after twice as long, up to CEILING.
@@ -179,20 +179,6 @@ pub enum Turn {
     Ours { held: String, seat: Option<String> },
     /// `--wait-and-skip`: someone else ran it and has finished.
     Skip,
-}
-
-/// Why the wait ended without the lock.
-pub enum NoTurn {
-    /// `<wait>` is over. `holder`: who held the plain lock, as far as the
-    /// server said (a semaphore's slots are not looked up).
-    TimedOut { holder: Option<Box<Holder>> },
-    /// The server refused the lock, or the link failed.
-    LockFailed(Error),
-    /// Reconnecting from outside the room failed.
-    ConnectFailed(Error),
-    /// The server that answered is no place for this lock: read-only (a
-    /// replica) or a Galera node. The lock, if taken, was given back.
-    WrongServer(Granter),
 }
 
 /// The first try of step 4, sent and not yet answered: what `take_turn`

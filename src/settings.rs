@@ -338,6 +338,38 @@ impl Lease {
     }
 }
 
+/// Settings that table mode cannot keep its promise with, or None. The
+/// renewals are the lock checks, so they must happen, and often enough that
+/// a sera that cannot renew has stopped the command before the lease ends.
+pub fn refused_in_table_mode(settings: &Settings) -> Option<String> {
+    if settings.slots() > 1 {
+        return Some(
+            "--slots does not work with --lock-table: table mode is a plain lock \
+             (one holder at a time)"
+                .into(),
+        );
+    }
+    let Some(every) = settings.check_every() else {
+        return Some(
+            "--lock-table renews its lease with the lock checks, and check_interval 0 \
+             never renews it: give a check interval"
+                .into(),
+        );
+    };
+    let lease = settings.table_lease();
+    let needed = every + CHECK_DEADLINE + settings.kill_after() + LEASE_MARGIN;
+    (lease < needed).then(|| {
+        format!(
+            "a lease of {} is too short for check_interval {} and kill_after {}: \
+             a lease must cover check_interval + 1 s + kill_after + 1 s ({} s)",
+            duration::format(lease),
+            duration::format(every),
+            duration::format(settings.kill_after()),
+            duration::seconds(needed)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +445,20 @@ mod tests {
         let mut never = Settings::default();
         never.set("check_interval", "0").unwrap();
         assert_eq!(never.lease(None, &key), Ok(Lease::Unbounded));
+    }
+
+    #[test]
+    fn settings_that_cannot_keep_the_lease_are_refused() {
+        let mut s = Settings::default();
+        assert_eq!(refused_in_table_mode(&s), None);
+        s.set("lease", "10s").unwrap();
+        s.set("check_interval", "5s").unwrap();
+        s.set("kill_after", "5s").unwrap();
+        assert!(refused_in_table_mode(&s).unwrap().contains("(12 s)"));
+        s.set("check_interval", "0").unwrap();
+        assert!(refused_in_table_mode(&s).unwrap().contains("never renews"));
+        let mut slots = Settings::default();
+        slots.set("slots", "2").unwrap();
+        assert!(refused_in_table_mode(&slots).unwrap().contains("--slots"));
     }
 }

@@ -22,20 +22,19 @@
 //! a release sets `expires` that far in the past, so that a hand-off after a
 //! release is still immediate.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::dsn::Dsn;
-use crate::duration::{self, seconds, tenths};
+use crate::duration::{seconds, tenths};
 use crate::failure::connect_failure;
 use crate::lock::{self, Check};
 use crate::mysql::{self, Conn, Error, Written};
 use crate::plan::Taking;
 use crate::report::{exit, say, Failure, Reporter};
 use crate::room::{Backoff, Connector};
-use crate::settings::{Settings, CHECK_DEADLINE, LEASE_MARGIN};
-use crate::sql::hex;
+use crate::settings::Settings;
+use crate::sql::{hex, LockTable};
 use crate::status::json_string;
 
 /// A taker treats a lease as over only this long after its `expires`, so
@@ -51,101 +50,6 @@ const POLL_CEILING: Duration = Duration::from_millis(660);
 /// A reconnect while the lock is held gets at least this long, however
 /// close the stopping is (watch.rs gives each renewal its deadline).
 const SHORTEST_RECONNECT: Duration = Duration::from_millis(200);
-
-/// MySQL's limit for database and table names.
-const MAX_IDENTIFIER: usize = 64;
-
-/// The table that holds the lease rows: `--lock-table DB.TABLE`, key
-/// `lock_table`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockTable {
-    database: String,
-    table: String,
-}
-
-impl LockTable {
-    /// `DB.TABLE`, each part 1 to 64 of [A-Za-z0-9_$]. Identifiers cannot be
-    /// hex-encoded the way values are (SQL has no X'..' for names), so this
-    /// strict check is what keeps user text out of the SQL: nothing that
-    /// passes it can end a backquoted name.
-    pub fn parse(text: &str) -> Result<LockTable, String> {
-        let Some((database, table)) = text.split_once('.') else {
-            return Err(format!(
-                "\"{text}\" is not DATABASE.TABLE (such as sera.locks)"
-            ));
-        };
-        for part in [database, table] {
-            let plain = part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
-            if part.is_empty() || part.len() > MAX_IDENTIFIER || !plain {
-                return Err(format!(
-                    "\"{text}\": a database or table name here is 1 to {MAX_IDENTIFIER} \
-                     letters, digits, _ or $"
-                ));
-            }
-        }
-        Ok(LockTable {
-            database: database.to_string(),
-            table: table.to_string(),
-        })
-    }
-
-    /// The table's name as SQL: safe to paste, see `parse`.
-    fn sql(&self) -> String {
-        format!("`{}`.`{}`", self.database, self.table)
-    }
-
-    /// The statement that makes the table; the README gives it too. A
-    /// primary key, because Galera certifies writes by key; InnoDB, because
-    /// Galera replicates nothing else.
-    pub fn create_sql(&self) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} (name VARBINARY(255) NOT NULL PRIMARY KEY, \
-             holder VARBINARY(255) NOT NULL, token BIGINT UNSIGNED NOT NULL, \
-             expires DATETIME(6) NOT NULL) ENGINE=InnoDB",
-            self.sql()
-        )
-    }
-}
-
-impl fmt::Display for LockTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.database, self.table)
-    }
-}
-
-/// Settings that table mode cannot keep its promise with, or None. The
-/// renewals are the lock checks, so they must happen, and often enough that
-/// a sera that cannot renew has stopped the command before the lease ends.
-pub fn refuse_settings(settings: &Settings) -> Option<String> {
-    if settings.slots() > 1 {
-        return Some(
-            "--slots does not work with --lock-table: table mode is a plain lock \
-             (one holder at a time)"
-                .into(),
-        );
-    }
-    let Some(every) = settings.check_every() else {
-        return Some(
-            "--lock-table renews its lease with the lock checks, and check_interval 0 \
-             never renews it: give a check interval"
-                .into(),
-        );
-    };
-    let lease = settings.table_lease();
-    let needed = every + CHECK_DEADLINE + settings.kill_after() + LEASE_MARGIN;
-    (lease < needed).then(|| {
-        format!(
-            "a lease of {} is too short for check_interval {} and kill_after {}: \
-             a lease must cover check_interval + 1 s + kill_after + 1 s ({} s)",
-            duration::format(lease),
-            duration::format(every),
-            duration::format(settings.kill_after()),
-            seconds(needed)
-        )
-    })
-}
 
 /// The node this session talks to is part of a Galera cluster: make its
 /// writes wait until the node has applied every write certified before them
@@ -384,7 +288,7 @@ fn create_table(conn: &mut Conn, table: &LockTable, reporter: &Reporter) -> Resu
             let hint = match &e {
                 Error::Server { code, .. } if *code == mysql::UNKNOWN_DATABASE => format!(
                     "create the database and the table once: CREATE DATABASE IF NOT EXISTS `{}`; {}",
-                    table.database,
+                    table.database(),
                     table.create_sql()
                 ),
                 _ => format!(
@@ -752,20 +656,5 @@ mod tests {
         assert!(update.find("token =") < update.find("holder ="));
         assert!(update.find("holder =") < update.find("expires ="));
         assert!(!sql.contains("NOW("));
-    }
-
-    #[test]
-    fn settings_that_cannot_keep_the_lease_are_refused() {
-        let mut s = Settings::default();
-        assert_eq!(refuse_settings(&s), None);
-        s.set("lease", "10s").unwrap();
-        s.set("check_interval", "5s").unwrap();
-        s.set("kill_after", "5s").unwrap();
-        assert!(refuse_settings(&s).unwrap().contains("(12 s)"));
-        s.set("check_interval", "0").unwrap();
-        assert!(refuse_settings(&s).unwrap().contains("never renews"));
-        let mut slots = Settings::default();
-        slots.set("slots", "2").unwrap();
-        assert!(refuse_settings(&slots).unwrap().contains("--slots"));
     }
 }
