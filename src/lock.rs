@@ -89,7 +89,7 @@ pub struct Tried {
 }
 
 /// `SELECT GET_LOCK(name, wait)`: Ok when the lock is ours. (A session's
-/// first try, with `keep_session`, is `try_take`'s.)
+/// first try, with `keep_session`, is a `Try`.)
 fn acquire(conn: &mut Conn, name: &str, wait: Duration) -> Result<(), Refused> {
     acquire_then_release(conn, name, wait, None)
 }
@@ -216,10 +216,10 @@ pub(crate) fn base(name: &str) -> String {
 /// to whole seconds, so there the beat is 1 s.
 const SLOT_BEAT: Duration = Duration::from_millis(100);
 
-/// Take the lock, or with slots any free slot, without waiting; failing
-/// that, one of `seats` (a few of the waiting room's, for a run that may
-/// wait), so that a waiter usually needs no round trip of its own to get
-/// into the room. CASE stops at the first GET_LOCK that answers 1: the lock
+/// A try for the lock that does not wait: the lock, or with slots any free
+/// slot; failing that, one of `seats` (a few of the waiting room's, for a
+/// run that may wait), so that a waiter usually needs no round trip of its
+/// own to get into the room. CASE stops at the first GET_LOCK that answers 1: the lock
 /// is tried first, and at most one lock is taken. Each seat costs the server
 /// the parse of one more WHEN (about 8 µs of its CPU, measured), whether or
 /// not the lock was free, so only a few go with the try.
@@ -230,96 +230,85 @@ const SLOT_BEAT: Duration = Duration::from_millis(100);
 /// no round trip. A server that refuses the question's form is asked again
 /// with a smaller one, and `probe` remembers which form worked, for the
 /// next session of the run.
-pub fn try_take(
-    conn: &mut Conn,
-    name: &str,
-    slots: u32,
-    seats: &[String],
-    keep_session: Option<&str>,
-    probe: &mut Probe,
-) -> Result<Tried, Error> {
-    send_try(conn, name, slots, seats, keep_session, *probe)?;
-    answer_try(conn, name, slots, seats, keep_session, probe)
+pub struct Try<'a> {
+    pub name: &'a str,
+    pub slots: u32,
+    pub seats: &'a [String],
+    pub keep_session: Option<&'a str>,
 }
 
-/// The statement of `try_take`, for the server to answer.
-fn try_sql(conn: &Conn, name: &str, slots: u32, seats: &[String], probe: Probe) -> String {
-    let names = slot_names(name, slots);
-    // The bare form is a bare GET_LOCK, the one statement every proxy
-    // lets through: no seats, and no alias.
-    let seats = if probe == Probe::Bare { &[] } else { seats };
-    let choice = match (names.as_slice(), seats) {
-        ([only], []) => format!("GET_LOCK({}, 0)", sql_name(only)),
-        // The alias keeps the server from echoing the whole CASE back
-        // as the column's name.
-        (all, seats) => format!("{} AS l", choice_sql(&[all, seats].concat())),
-    };
-    format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()))
-}
+impl Try<'_> {
+    /// Send the try, and read nothing yet, so that the caller can use the
+    /// server's time to answer (sera forks its keeper then).
+    pub fn send(&self, conn: &mut Conn, probe: Probe) -> Result<(), Error> {
+        send(conn, &self.sql(conn, probe), self.keep_session)
+    }
 
-/// The first half of `try_take`: send the try, and read nothing yet, so
-/// that the caller can use the server's time to answer (sera forks its
-/// keeper then). `answer_try` reads the answer.
-pub fn send_try(
-    conn: &mut Conn,
-    name: &str,
-    slots: u32,
-    seats: &[String],
-    keep_session: Option<&str>,
-    probe: Probe,
-) -> Result<(), Error> {
-    send(
-        conn,
-        &try_sql(conn, name, slots, seats, probe),
-        keep_session,
-    )
-}
-
-/// The second half of `try_take`, with the same arguments as `send_try`.
-pub fn answer_try(
-    conn: &mut Conn,
-    name: &str,
-    slots: u32,
-    seats: &[String],
-    keep_session: Option<&str>,
-    probe: &mut Probe,
-) -> Result<Tried, Error> {
-    let names = slot_names(name, slots);
-    loop {
-        let seats = if *probe == Probe::Bare { &[] } else { seats };
-        // keep_session goes again with every form: it is idempotent, and so
-        // its refusal is seen whichever form the server takes.
-        let (row, keep_session_refused) = match answer(conn, keep_session.is_some(), Duration::ZERO)
-        {
-            Err(Error::Server { code, .. }) if probe.fewer(code).is_some() => {
-                *probe = probe.fewer(code).unwrap_or(Probe::Bare);
-                send_try(conn, name, slots, seats, keep_session, *probe)?;
-                continue;
-            }
-            result => result?,
-        };
-        let mut values = row.unwrap_or_default().into_iter();
-        let answer = values.next().flatten();
-        let server = probe.read(conn.is_mariadb(), values);
-        let (held, seat) =
-            match (names.as_slice(), seats, answer.as_deref()) {
+    /// Read the answer to `send`: what the try took, and what the server
+    /// says of itself.
+    pub fn answer(&self, conn: &mut Conn, probe: &mut Probe) -> Result<Tried, Error> {
+        let names = slot_names(self.name, self.slots);
+        loop {
+            let seats = if *probe == Probe::Bare {
+                &[]
+            } else {
+                self.seats
+            };
+            // keep_session goes again with every form: it is idempotent,
+            // and so its refusal is seen whichever form the server takes.
+            let (row, keep_session_refused) =
+                match answer(conn, self.keep_session.is_some(), Duration::ZERO) {
+                    Err(Error::Server { code, .. }) if probe.fewer(code).is_some() => {
+                        *probe = probe.fewer(code).unwrap_or(Probe::Bare);
+                        self.send(conn, *probe)?;
+                        continue;
+                    }
+                    result => result?,
+                };
+            let mut values = row.unwrap_or_default().into_iter();
+            let answer = values.next().flatten();
+            let server = probe.read(conn.is_mariadb(), values);
+            let (held, seat) = match (names.as_slice(), seats, answer.as_deref()) {
                 ([only], [], Some("1")) => (Some(only.clone()), None),
                 ([_], [], Some("0")) => (None, None),
-                ([_], [], _) => return Err(Error::Protocol(
-                    "GET_LOCK returned NULL (the wait was killed, or the server could not lock)"
-                        .into(),
-                )),
+                ([_], [], _) => {
+                    return Err(Error::Protocol(
+                        "GET_LOCK returned NULL (the wait was killed, or the server could \
+                         not lock)"
+                            .into(),
+                    ))
+                }
                 (all, seats, answer) => match chosen(&[all, seats].concat(), answer)? {
                     Some(taken) if all.contains(&taken) => (Some(taken), None),
                     taken => (None, taken),
                 },
             };
-        return Ok(Tried {
-            held,
-            seat,
-            keep_session_refused,
-            server,
-        });
+            return Ok(Tried {
+                held,
+                seat,
+                keep_session_refused,
+                server,
+            });
+        }
+    }
+
+    /// The statement, in the form `probe` names.
+    fn sql(&self, conn: &Conn, probe: Probe) -> String {
+        let names = slot_names(self.name, self.slots);
+        // The bare form is a bare GET_LOCK, the one statement every proxy
+        // lets through: no seats, and no alias.
+        let seats = if probe == Probe::Bare {
+            &[]
+        } else {
+            self.seats
+        };
+        let choice = match (names.as_slice(), seats) {
+            ([only], []) => format!("GET_LOCK({}, 0)", sql_name(only)),
+            // The alias keeps the server from echoing the whole CASE back
+            // as the column's name.
+            (all, seats) => format!("{} AS l", choice_sql(&[all, seats].concat())),
+        };
+        format!("SELECT {choice}{}", probe.columns(conn.is_mariadb()))
     }
 }
 
@@ -480,7 +469,7 @@ pub fn release(conn: &mut Conn, name: &str) -> Result<(), Error> {
 
 /// Try each lock without waiting, in one statement: CASE stops at the first
 /// GET_LOCK that answers 1, so at most one lock is taken. `keep_session` as
-/// for `try_take`.
+/// for a `Try`.
 pub fn try_each(
     conn: &mut Conn,
     names: &[String],

@@ -55,7 +55,7 @@ fn take_seat(conn: &mut Conn, name: &str, seats: u32) -> Result<Entry, Error> {
 }
 
 /// How many of the room's seats go with the first try of each session
-/// (`lock::try_take`), picked at random: with a few waiters in the room,
+/// (`lock::Try`), picked at random: with a few waiters in the room,
 /// two random seats are both taken rarely (5 waiters of 16 seats: 1 in 12),
 /// and only then does a waiter ask for a seat with a round trip of its own.
 const SEATS_IN_FIRST_TRY: u32 = 2;
@@ -218,15 +218,15 @@ pub fn ask(
         sent: lock::clock(),
     };
     let slots = plan.settings.slots();
-    lock::send_try(
-        conn,
-        &plan.lock_name,
+    let first_try = lock::Try {
+        name: &plan.lock_name,
         slots,
-        &first.seats,
-        first.keep_session.as_deref(),
-        Probe::Full,
-    )
-    .map_err(|e| no_turn(NoTurn::LockFailed(e), &plan.config, args.wait, slots))?;
+        seats: &first.seats,
+        keep_session: first.keep_session.as_deref(),
+    };
+    first_try
+        .send(conn, Probe::Full)
+        .map_err(|e| no_turn(NoTurn::LockFailed(e), &plan.config, args.wait, slots))?;
     Ok(first)
 }
 
@@ -294,8 +294,8 @@ fn take_lock(
     loop {
         // Every try is on a new session, which needs keep_session too. The
         // first went with `ask`.
-        let seats = match sent_seats.take() {
-            Some(seats) => seats,
+        let (seats, sent) = match sent_seats.take() {
+            Some(seats) => (seats, true),
             None => {
                 let seats = first_try_seats(
                     lock_name,
@@ -303,12 +303,20 @@ fn take_lock(
                     !left(deadline).is_zero(),
                     connector.backoff.random(),
                 );
-                lock::send_try(conn, lock_name, slots, &seats, keep_session, probe)
-                    .map_err(NoTurn::LockFailed)?;
-                seats
+                (seats, false)
             }
         };
-        let tried = lock::answer_try(conn, lock_name, slots, &seats, keep_session, &mut probe)
+        let this_try = lock::Try {
+            name: lock_name,
+            slots,
+            seats: &seats,
+            keep_session,
+        };
+        if !sent {
+            this_try.send(conn, probe).map_err(NoTurn::LockFailed)?;
+        }
+        let tried = this_try
+            .answer(conn, &mut probe)
             .map_err(NoTurn::LockFailed)?;
         // Whether or not the lock was free: a busy lock on a replica is on
         // the wrong server all the same.
