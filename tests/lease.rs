@@ -353,13 +353,17 @@ fn a_keeper_whose_sera_was_killed_signals_no_one_else_at_the_end() {
     let s = Setup::new(&Server::shared().dsn());
     let files = TempDir::new();
     let f = |name: &str| files.join(name).display().to_string();
+    // The outer command goes on until the test has seen the inner keeper
+    // exit: a signal the keeper sent at its end reaches it while it runs.
+    let gate = files.join("gate");
     let inner = format!(
         "{sera} --config {config} --name lease-inner 5 sh -c 'touch {running}; sleep 3' & \
-         echo $! > {front}; wait; sleep 2; echo outer-done",
+         echo $! > {front}; {until}; echo outer-done",
         sera = env!("CARGO_BIN_EXE_sera"),
         config = s.config.display(),
         running = f("running"),
         front = f("front"),
+        until = support::sera::until_exists(&gate),
     );
     let outer = s
         .command(&["--name", "lease-outer", "5", "sh", "-c", &inner])
@@ -370,13 +374,20 @@ fn a_keeper_whose_sera_was_killed_signals_no_one_else_at_the_end() {
         wait_until(LONG, || running.exists()),
         "the inner command never ran"
     );
-    let front: i32 = std::fs::read_to_string(files.join("front"))
+    let front: u32 = std::fs::read_to_string(files.join("front"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    let keeper = children(front);
+    assert_eq!(keeper.len(), 1, "the inner sera should have its keeper");
     // SAFETY: kill takes plain integers and touches no memory.
-    unsafe { libc::kill(front, libc::SIGKILL) };
+    unsafe { libc::kill(front as i32, libc::SIGKILL) };
+    assert!(
+        wait_until(LONG, || !alive(keeper[0])),
+        "the inner keeper never finished"
+    );
+    std::fs::write(&gate, "").unwrap();
     let out = Outcome::from(outer.wait_with_output().unwrap());
     assert_eq!(
         (out.code, out.stdout.as_str()),
