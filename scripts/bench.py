@@ -102,7 +102,7 @@ GO_SERA = os.environ.get("SERA_BENCH_GO_BIN") or ""
 if not GO_SERA:
     GO_SERA_NOTE = "not measured: no Go sera binary (SERA_BENCH_GO_BIN)"
     if not which("go"):
-        GO_SERA_NOTE += "; there is no Go toolchain on this machine to build one"
+        GO_SERA_NOTE += "; no Go toolchain here, and the Go sera's last source is not reachable to build one"
 elif not os.environ.get("SERA_BENCH_DSN"):
     GO_SERA_NOTE = ("not measured: SERA_BENCH_GO_BIN needs SERA_BENCH_DSN (the Go sera reads only "
                     "/etc/sera.json, which must name the bench's server)")
@@ -394,11 +394,98 @@ def race(command, stamps):
     }
 
 
+# ---------------------------------------------------------------------------
+# Where a contended hand-off's time goes, from a capture of the server's port
+# ---------------------------------------------------------------------------
+COM_QUIT = b"\x01\x00\x00\x00\x01"  # a whole COM_QUIT packet
+
+
+def start_capture(path):
+    """tcpdump of the bench server's TCP port, or a reason why not."""
+    addr = parse_dsn(DSN_TCP)[2]
+    if addr[0] != "tcp":
+        return None, "not measured: the bench's server is not over TCP"
+    if not which("tcpdump") or os.geteuid() != 0:
+        return None, "not measured: needs tcpdump and root (apt-get install tcpdump)"
+    proc = subprocess.Popen(["tcpdump", "-i", "any" if addr[1] not in ("127.0.0.1", "localhost") else "lo",
+                             "-U", "-B", "16384", "-w", path, f"tcp port {addr[2]}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # tcpdump says "listening on" once it captures.
+    line = proc.stderr.readline().decode(errors="replace")
+    if "listening" not in line:
+        proc.kill()
+        return None, f"not measured: tcpdump: {line.strip()}"
+    return proc, ""
+
+
+def read_capture(path):
+    """Per client port, the (ns, 'c' or 's', payload) of every segment with
+    data. Linux cooked (113, 276) or Ethernet (1) framing, IPv4 or IPv6."""
+    data = open(path, "rb").read()
+    linktype = int.from_bytes(data[20:24], "little")
+    skip = {1: 14, 113: 16, 276: 20}.get(linktype, 14)
+    port = parse_dsn(DSN_TCP)[2][2]
+    streams, off = {}, 24
+    while off + 16 <= len(data):
+        sec, usec, incl = (int.from_bytes(data[off + k:off + k + 4], "little") for k in (0, 4, 8))
+        pkt, off = data[off + 16:off + 16 + incl], off + 16 + incl
+        ip = pkt[skip:]
+        if not ip:
+            continue
+        iphl = (ip[0] & 15) * 4 if ip[0] >> 4 == 4 else 40
+        tcp = ip[iphl:]
+        if len(tcp) < 20:
+            continue
+        sport, dport = int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big")
+        payload = tcp[(tcp[12] >> 4) * 4:]
+        if payload:
+            client, who = (sport, "c") if dport == port else (dport, "s")
+            streams.setdefault(client, []).append((sec * 10**9 + usec * 1000, who, payload))
+    return streams
+
+
+def handoff_parts(rows, streams):
+    """Split each hand-off (one command's end to the next one's start, from
+    the stamps) at two moments on the wire: the holder's COM_QUIT, and the
+    server's last reply before the next holder's COM_QUIT (its grant). ms."""
+    import bisect
+    quits, grants = [], []
+    for segments in streams.values():
+        for k, (t, who, payload) in enumerate(segments):
+            if who == "c" and payload.endswith(COM_QUIT):
+                quits.append(t)
+                replies = [s for s in segments[:k] if s[1] == "s"]
+                if replies:
+                    grants.append(replies[-1][0])
+    quits.sort()
+    grants.sort()
+    parts = {"holder": [], "server": [], "waiter": []}
+    for a, b in zip(rows, rows[1:]):
+        end, start = a[2], b[1]
+        q = bisect.bisect_left(quits, end)
+        if q == len(quits) or quits[q] > start:
+            continue
+        g = bisect.bisect_left(grants, quits[q])
+        if g == len(grants) or grants[g] > start:
+            continue
+        parts["holder"].append((quits[q] - end) / 1e6)
+        parts["server"].append((grants[g] - quits[q]) / 1e6)
+        parts["waiter"].append((start - grants[g]) / 1e6)
+    return parts
+
+
 log(f"contention: {RACERS} racers, {RACE_RUNS} runs")
 contenders = [("sera", [SERA, "--config", CFG_TCP])] + ([("Go sera", [GO_SERA])] if GO_SERA else [])
 races = {}
+capture_path = os.path.join(WORK, "race.pcap")
+capture, capture_note = start_capture(capture_path)
 for who, command in contenders:
     races[who] = race(command, os.path.join(WORK, f"race-{who.replace(' ', '-')}.stamps"))
+    if capture and who == "sera":
+        time.sleep(0.3)
+        capture.terminate()
+        capture.wait()
+        races[who]["parts"] = handoff_parts(races[who]["rows"], read_capture(capture_path))
     r = races[who]
     if len(r["rows"]) != RACE_RUNS or any(c != 0 for c in r["codes"]):
         failures.append(f"contention ({who}): {len(r['rows'])} of {RACE_RUNS} runs recorded, "
@@ -423,6 +510,23 @@ for name, fmt in [
 print(f"| contended throughput × the Go sera's | "
       + (f"{race_vs_go:.2f} ×" if race_vs_go else GO_SERA_NOTE) + " |" + " |" * (len(races) - 1))
 print()
+
+parts = races["sera"].get("parts")
+print("Where a hand-off's time goes (sera), split where the capture of the server's port "
+      "sees the holder's `COM_QUIT` and the server's grant to the next holder:\n")
+if parts and parts["holder"]:
+    print("| part of the hand-off | p10 | p50 | p90 |")
+    print("| --- | ---: | ---: | ---: |")
+    for key, name in [("holder", "the holder's command ends → its `COM_QUIT` on the wire (reap, release)"),
+                      ("server", "`COM_QUIT` → the grant on the wire (the server)"),
+                      ("waiter", "the grant → the next command's start (read, spawn, `execve`, the command's own start)")]:
+        v = parts[key]
+        print(f"| {name} | {pct(v, 10):.3f} ms | {pct(v, 50):.3f} ms | {pct(v, 90):.3f} ms |")
+    print(f"\n{len(parts['holder'])} of {len(races['sera']['rows']) - 1} hand-offs split (for the "
+          "others the capture shows no `COM_QUIT` and grant between the two commands: tcpdump dropped "
+          "them, or the grant went to a session that had quit before).\n")
+else:
+    print((capture_note or "not measured: the capture had no hand-off") + "\n")
 
 # ---------------------------------------------------------------------------
 # A semaphore's idle slots

@@ -37,6 +37,11 @@
 #                         only /etc/sera.json, so it is run only together with
 #                         SERA_BENCH_DSN, the server that file names
 #   SERA_BENCH_KEEP=1     keep the work directory (configs, logs, stamp files)
+#
+# With tcpdump on PATH and root, the contention run is captured on the
+# server's port and each hand-off is split into the holder's release, the
+# server's grant and the next command's start; without, that table says
+# "not measured".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
