@@ -13,6 +13,7 @@ It prints logins per run and the longest wait over the herd's length (what
 the herd needs if the lock never idles), as the bench's fleet table does;
 with the constants of room.rs it gives what the bench measures (300 on
 20 ms jobs: 3.5 logins per run, the longest wait 1.4 x the herd's length).
+A run takes about a minute.
 """
 import heapq
 import random
@@ -21,9 +22,10 @@ import statistics
 
 def herd(n, pause, seats=16, run=0.022, handoff=0.001, seed=1):
     """Logins per run, longest wait, herd's length (s). `pause(rnd, tries,
-    ahead)` is the pause after the `tries`-th try found the room full, with
-    `ahead()` the number of seras in line before this one (which no sera
-    can know: for the oracle)."""
+    waited, ahead)` is the pause after the `tries`-th try found the room
+    full, `waited` s after the sera's first, with `ahead()` the number of
+    seras in line before this one (which no sera can know: for the
+    oracle)."""
     rnd = random.Random(seed)
     spread = n * 0.001
     events = [(rnd.random() * spread, "try", i) for i in range(n)]
@@ -50,16 +52,19 @@ def herd(n, pause, seats=16, run=0.022, handoff=0.001, seed=1):
         else:
             def ahead(i=i):
                 return sum(1 for j in arrived if arrived[j] < arrived[i] and j not in started)
-            heapq.heappush(events, (t + pause(rnd, tries[i], ahead), "try", i))
+            heapq.heappush(events, (t + pause(rnd, tries[i], t - arrived[i], ahead), "try", i))
     longest = max(started[i] - arrived[i] for i in range(n))
     return logins / n, longest, spread + n * run + (n - 1) * handoff
 
 
-def doubling(first, ceiling):
+def doubling(first, ceiling, longest=None, seats=16):
     """room.rs's Backoff: about `first`, doubling up to about `ceiling`,
-    each pause between half and one and a half times its step."""
-    def pause(rnd, tries, ahead):
-        step = min(first * 2 ** (tries - 1), ceiling)
+    each pause between half and one and a half times its step; with
+    `longest`, the ceiling grows by 1/128 of the time waited per seat (an
+    eighth for 16), up to that."""
+    def pause(rnd, tries, waited, ahead):
+        top = ceiling if longest is None else min(max(ceiling, waited * seats / 128), longest)
+        step = min(first * 2 ** min(tries - 1, 20), top)
         return step / 2 + rnd.random() * step
     return pause
 
@@ -67,7 +72,7 @@ def doubling(first, ceiling):
 def oracle(hold):
     """Back when half the room is still ahead: each sera's true place in
     line and the true hold per run, which GET_LOCK does not give."""
-    def pause(rnd, tries, ahead):
+    def pause(rnd, tries, waited, ahead):
         return max(ahead() - 8, 8) * hold
     return pause
 
@@ -81,7 +86,8 @@ def median_of(n, pause, run, seeds=4):
 
 if __name__ == "__main__":
     schedules = [
-        ("0.5 s to 4 s (room.rs)", doubling(0.5, 4)),
+        ("0.5 s to 4 s", doubling(0.5, 4)),
+        ("room.rs: the same, growing to 30 s", doubling(0.5, 4, 30)),
         ("1 s to 3 s", doubling(1, 3)),
         ("1 s to 2 s", doubling(1, 2)),
         ("2 s to 3 s", doubling(2, 3)),
@@ -91,8 +97,8 @@ if __name__ == "__main__":
     print("| seras | hold per run | " + " | ".join(name for name, _ in schedules) + " | oracle |")
     print("| ---: | ---: |" + " ---: |" * (len(schedules) + 1))
     for n in (30, 100, 300, 1000):
-        for run in (0.005, 0.022, 0.1, 1.0):
-            if n * run > 400:
+        for run in (0.005, 0.022, 0.1, 1.0, 10.0):
+            if n * run > 3000:
                 continue
             cells = [median_of(n, pause, run) for _, pause in schedules]
             cells.append(median_of(n, oracle(run + 0.001), run))

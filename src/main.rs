@@ -69,7 +69,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         Some(&args.command[0]),
     );
     let connect = || Conn::connect_as(&plan.config.server, &about);
-    let mut connector = Connector::new(&connect, deadline);
+    let mut connector = Connector::new(&connect, deadline, plan.settings.waiting_room());
     let lease = match &plan.lock_table {
         // configure checked that the table's lease fits the settings.
         Some(_) => Lease::Bounded(plan.settings.table_lease()),
@@ -197,7 +197,7 @@ fn arguments() -> Result<Option<(Args, Option<Look>)>, Failure> {
 fn look(plan: &Plan, deadline: Instant, how: Look, reporter: &Reporter) -> Result<i32, Failure> {
     let about = lock::introduction(&plan.lock_name, plan.settings.slots(), None);
     let connect = || Conn::connect_as(&plan.config.server, &about);
-    let mut connector = Connector::new(&connect, deadline);
+    let mut connector = Connector::new(&connect, deadline, plan.settings.waiting_room());
     let conn = connect_within(&mut connector, &plan.config, reporter)?;
     match (&plan.lock_table, how.all) {
         (_, true) => status::show_all(conn, how.json),

@@ -27,6 +27,17 @@ use crate::status;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const CEILING: Duration = Duration::from_secs(4);
 
+/// A waiter outside for long comes back less often: the ceiling grows with
+/// the time it has waited, by 1/128 of it per seat of the room (an eighth
+/// with the default 16), up to LONGEST. Each try is a login, and one waiting
+/// behind long jobs would otherwise log in every few seconds for as long as
+/// it waits. The seated waiters, who run first, cover the pause: the fewer
+/// the seats, the slower the growth (scripts/herd-sim.py, 16 seats: no wait
+/// grows for jobs up to 20 ms; 300 seras on 1 s jobs log in 20 times a run
+/// instead of 37, on 10 s jobs 64 instead of 338).
+const LONGEST: Duration = Duration::from_secs(30);
+const GROWTH_PER_SEAT: u32 = 128;
+
 /// Where a waiter may wait.
 enum Entry {
     /// Connected, blocked in the server: with a seat of the room, to give
@@ -84,17 +95,24 @@ pub fn leave(conn: &mut Conn, seat: Option<&str>) -> Result<(), Error> {
 pub(crate) struct Backoff {
     next: Duration,
     ceiling: Duration,
+    /// The seats that cover a waiter outside while it pauses: the ceiling
+    /// grows with them (0: it does not grow).
+    seats: u32,
+    since: Instant,
     /// A small xorshift state: jitter needs no more than this.
     random: u64,
 }
 
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff::new(FIRST_RETRY, CEILING)
-    }
-}
-
 impl Backoff {
+    /// The room's, for a waiter outside a room of `seats`: growing with the
+    /// time waited.
+    fn outside(seats: u32) -> Backoff {
+        Backoff {
+            seats,
+            ..Backoff::new(FIRST_RETRY, CEILING)
+        }
+    }
+
     /// Pauses of about `first` (half of it either way), doubling up to
     /// about `ceiling`: never more than one and a half times `ceiling`.
     pub(crate) fn new(first: Duration, ceiling: Duration) -> Backoff {
@@ -104,6 +122,8 @@ impl Backoff {
         Backoff {
             next: first,
             ceiling,
+            seats: 0,
+            since: Instant::now(),
             // Hosts started by the same cron tick differ at least in pid.
             random: now ^ (u64::from(std::process::id()) << 32) | 1,
         }
@@ -118,11 +138,19 @@ impl Backoff {
 
     /// Sleep the next pause, cut short at `deadline`.
     pub(crate) fn sleep(&mut self, deadline: Instant) {
-        // Between half and one and a half times the pause.
+        let pause = self.pause(self.since.elapsed());
+        std::thread::sleep(pause.min(left(deadline)));
+    }
+
+    /// The next pause, `waited` into the wait: between half and one and a
+    /// half times the step.
+    fn pause(&mut self, waited: Duration) -> Duration {
         let pause =
             self.next / 2 + Duration::from_nanos(self.random() % self.next.as_nanos() as u64);
-        self.next = (self.next * 2).min(self.ceiling);
-        std::thread::sleep(pause.min(left(deadline)));
+        let grown = waited.saturating_mul(self.seats) / GROWTH_PER_SEAT;
+        let ceiling = grown.clamp(self.ceiling, LONGEST.max(self.ceiling));
+        self.next = (self.next * 2).min(ceiling);
+        pause
     }
 }
 
@@ -136,11 +164,17 @@ pub struct Connector<'a> {
 }
 
 impl Connector<'_> {
-    pub fn new(connect: &dyn Fn() -> Result<Conn, Error>, deadline: Instant) -> Connector<'_> {
+    /// `seats`: the lock's waiting room, whose seated waiters cover one
+    /// outside while it pauses.
+    pub fn new(
+        connect: &dyn Fn() -> Result<Conn, Error>,
+        deadline: Instant,
+        seats: u32,
+    ) -> Connector<'_> {
         Connector {
             connect,
             deadline,
-            backoff: Backoff::default(),
+            backoff: Backoff::outside(seats),
         }
     }
 
@@ -391,6 +425,40 @@ fn timed_out(conn: &mut Conn, lock_name: &str, slots: u32) -> NoTurn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pauses outside a room of `seats`, `waited` into the wait, once
+    /// the steps have reached their ceiling.
+    fn pauses_after(seats: u32, waited: Duration) -> Vec<Duration> {
+        let mut backoff = Backoff::outside(seats);
+        (0..40).map(|_| backoff.pause(waited)).skip(20).collect()
+    }
+
+    /// Every pause within half of `about`, either way.
+    fn about(pauses: &[Duration], about: Duration) -> bool {
+        pauses
+            .iter()
+            .all(|p| *p >= about / 2 && *p <= about * 3 / 2)
+    }
+
+    #[test]
+    fn a_waiter_outside_for_long_comes_back_less_often_but_within_45_s() {
+        // Fresh: about 4 s.
+        let fresh = pauses_after(16, Duration::ZERO);
+        assert!(about(&fresh, CEILING), "{fresh:?}");
+        // Two minutes in, 16 seats: an eighth of that, 15 s.
+        let long = pauses_after(16, Duration::from_secs(120));
+        assert!(about(&long, Duration::from_secs(15)), "{long:?}");
+        // An hour in: the longest, 30 s.
+        let longer = pauses_after(16, Duration::from_secs(3600));
+        assert!(about(&longer, LONGEST), "{longer:?}");
+        // A room of one seat covers less: two minutes in, still 4 s.
+        let small_room = pauses_after(1, Duration::from_secs(120));
+        assert!(about(&small_room, CEILING), "{small_room:?}");
+        // The table mode's polls do not grow.
+        let mut polls = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let hour = Duration::from_secs(3600);
+        assert!((0..40).all(|_| polls.pause(hour) <= Duration::from_millis(1500)));
+    }
 
     #[test]
     fn the_first_try_offers_two_seats_of_the_room_and_none_without_a_wait() {
