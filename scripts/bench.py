@@ -506,6 +506,8 @@ parts = None
 if capture:
     captured = race(contenders[0][1], os.path.join(WORK, "race-captured.stamps"))
     stop_capture(capture, capture_path)
+    if captured["overlaps"]:
+        failures.append(f"contention (captured): {captured['overlaps']} runs overlapped the previous one")
     parts = handoff_parts(captured["rows"], read_capture(capture_path))
 handoffs = races["sera"]["handoffs"]
 race_overlaps = races["sera"]["overlaps"]
