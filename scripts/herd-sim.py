@@ -2,7 +2,7 @@
 """A model of a herd of seras outside a full waiting room (src/room.rs), to
 try backoff schedules before building them:
 
-    scripts/herd-sim.py            the current schedule, then a table of others
+    scripts/herd-sim.py            one table: room.rs's schedule, others, an oracle
 
 N seras arrive spread over N ms (the bench's herds spawn about that fast)
 and each tries once: the lock if it is free, else a seat of the room's S,
@@ -11,9 +11,9 @@ Seated waiters get the lock in turn (the server's queue is first come,
 first served), each run holds it `run` and the next starts `handoff` later.
 It prints logins per run and the longest wait over the herd's length (what
 the herd needs if the lock never idles), as the bench's fleet table does;
-with the constants of room.rs it gives what the bench measures (300 on
-20 ms jobs: 3.5 logins per run, the longest wait 1.4 x the herd's length).
-A run takes about a minute.
+with room.rs's schedule it gives what the bench measures (300 on 20 ms
+jobs: 3.5 logins per run, the longest wait 1.4 x the herd's length). A run
+takes about 20 s.
 """
 import heapq
 import random
